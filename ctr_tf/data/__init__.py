@@ -1,0 +1,1 @@
+"""Readers for the CTR text formats, TFRecord writing and tf.data input."""

@@ -1,0 +1,366 @@
+"""The text formats CTR data comes in, each parsed two ways.
+
+A fast path handles the lines that match the format's line regex, in batches with TensorFlow
+string ops (split, pad, to_number). Every other line goes to a per-line Python slow path, which
+either parses it (a legal variant: a Criteo line with stripped trailing empty fields, slots out
+of order) or rejects it with a reason naming the field. Both paths yield the same raw row:
+label (float, NaN when the file has none), the format's float inputs (NaN = missing) and its
+string inputs ("" = missing).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import tensorflow as tf
+
+CRITEO_DENSE = tuple(f"I{i}" for i in range(1, 14))
+CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))
+AVAZU_COLUMNS = ("id", "click", "hour", "C1", "banner_pos", "site_id", "site_domain",
+                 "site_category", "app_id", "app_domain", "app_category", "device_id", "device_ip",
+                 "device_model", "device_type", "device_conn_type", "C14", "C15", "C16", "C17",
+                 "C18", "C19", "C20", "C21")
+AVAZU_CAT = tuple(c for c in AVAZU_COLUMNS if c not in ("id", "click"))
+# FLEN's field groups (PaddleRec models/rank/flen): user, item, context.
+AVAZU_GROUPS = {**{c: "user" for c in ("C1", "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21",
+                                       "device_id", "device_ip", "device_model", "device_type")},
+                **{c: "item" for c in ("app_id", "app_domain", "app_category")},
+                **{c: "context" for c in ("banner_pos", "site_id", "site_domain", "site_category",
+                                          "device_conn_type", "hour")}}
+FLEN_SLOT_CAT = (tuple(f"user_{i}" for i in range(12)) + tuple(f"item_{i}" for i in range(3))
+                 + tuple(f"contex_{i}" for i in range(6)))
+
+MAX_CRITEO_CAT_LEN = 8  # Criteo's categorical values are 32-bit hashes written as 8 hex digits.
+
+# Field validators, as regex fragments without groups that capture.
+LABEL_RE = r"[01](?:\.0*)?"
+CRITEO_INT_RE = r"(?:[-+]?[0-9]+(?:\.0*)?)?"
+CRITEO_CAT_RE = r"(?:[0-9a-fA-F]{1,%d})?" % MAX_CRITEO_CAT_LEN
+AVAZU_VALUE_RE = r"[0-9A-Za-z_.-]{0,64}"
+AVAZU_HOUR_RE = r"[0-9]{8}"
+FLOAT_RE = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+SLOT_ID_RE = r"[0-9]{1,19}"
+
+FORMATS = ("criteo_tsv", "criteo_csv", "paddlerec_slot", "avazu_csv", "avazu_slot")
+
+
+class FormatError(ValueError):
+    """The input's format cannot be recognised or does not match the one asked for."""
+
+
+class Reject(Exception):
+    """A line that cannot be used; the message is the reason written to the rejects file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How one file is laid out: its format, and where label and inputs sit.
+
+    columns: the file's column names in order (delimited formats); the roles of the names
+    come from the format. has_header: the first line names the columns and is not a row.
+    """
+    format: str
+    has_header: bool
+    has_label: bool
+    columns: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str:
+        return "avazu" if self.format.startswith("avazu") else "criteo"
+
+
+def raw_inputs(fmt: str) -> tuple[tuple[str, str], ...]:
+    """The raw inputs (name, dtype) a format yields, in order: the serving signature's inputs."""
+    if fmt in ("criteo_tsv", "criteo_csv", "paddlerec_slot"):
+        return tuple((n, "float32") for n in CRITEO_DENSE) + tuple((n, "string") for n in CRITEO_CAT)
+    if fmt == "avazu_csv":
+        return tuple((n, "string") for n in AVAZU_CAT)
+    if fmt == "avazu_slot":
+        return tuple((n, "string") for n in FLEN_SLOT_CAT)
+    raise FormatError(f"unknown input format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def feature_group(fmt: str, name: str) -> str | None:
+    if fmt == "avazu_csv":
+        return AVAZU_GROUPS.get(name)
+    if fmt == "avazu_slot":
+        return {"user": "user", "item": "item", "contex": "context"}[name.split("_")[0]]
+    return None
+
+
+# ----------------------------------------------------------------------------- detection
+
+def detect(lines: list[str], fmt: str = "auto", path: str = "<input>") -> Layout:
+    """Works out a file's layout from its first lines (BOM and line ends already removed)."""
+    sample = [ln for ln in lines if ln.strip()]
+    if not sample:
+        raise FormatError(f"{path}: no non-blank line to detect the format from")
+    first = sample[0]
+    guessed = _guess_format(first, sample)
+    if fmt == "auto":
+        if guessed is None:
+            raise FormatError(
+                f"{path}: unknown input format; the first line {first[:120]!r} is none of "
+                f"{', '.join(FORMATS)}. Pass --input_format to name it.")
+        fmt = guessed
+    elif fmt not in FORMATS:
+        raise FormatError(f"unknown --input_format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
+    elif guessed is not None and guessed != fmt:
+        raise FormatError(f"{path}: --input_format={fmt} but the file looks like {guessed} "
+                          f"(first line {first[:120]!r})")
+    if fmt == "criteo_tsv":
+        widest = max(len(ln.split("\t")) for ln in sample)
+        return Layout(fmt, False, widest >= 40, CRITEO_COLUMNS_LABELED if widest >= 40 else CRITEO_COLUMNS_UNLABELED)
+    if fmt == "criteo_csv":
+        return _csv_layout(first, fmt, path, _criteo_column_name, required=CRITEO_DENSE + CRITEO_CAT)
+    if fmt == "avazu_csv":
+        if first.split(",")[0].strip().lower() == "id":
+            return _csv_layout(first, fmt, path, _avazu_column_name, required=AVAZU_CAT)
+        n = len(first.split(","))
+        if n == 24:
+            return Layout(fmt, False, True, AVAZU_COLUMNS)
+        if n == 23:
+            return Layout(fmt, False, False, tuple(c for c in AVAZU_COLUMNS if c != "click"))
+        raise FormatError(f"{path}: Avazu CSV without header must have 24 (train) or 23 (test) "
+                          f"columns; the first line has {n}")
+    if fmt == "paddlerec_slot":
+        return Layout(fmt, False, first.startswith("click:"))
+    return Layout(fmt, False, first.startswith("click:"))
+
+
+CRITEO_COLUMNS_LABELED = ("label",) + CRITEO_DENSE + CRITEO_CAT
+CRITEO_COLUMNS_UNLABELED = CRITEO_DENSE + CRITEO_CAT
+
+
+def _guess_format(first: str, sample: list[str]) -> str | None:
+    tokens = first.split(" ")
+    if tokens[0].startswith("click:") or (":" in tokens[0] and "\t" not in first and "," not in first):
+        names = {t.split(":", 1)[0] for t in tokens}
+        if "dense_feature" in names:
+            return "paddlerec_slot"
+        if "user_0" in names or "item_0" in names:
+            return "avazu_slot"
+        return None
+    if "\t" in first:
+        n = len(first.split("\t"))
+        return "criteo_tsv" if 36 <= n <= 40 else None
+    if "," in first:
+        names = [c.strip().strip('"') for c in first.split(",")]
+        lower = {c.lower() for c in names}
+        if {"i1", "c1", "c26"} <= lower:
+            return "criteo_csv"
+        if {"hour", "site_id", "c21"} <= lower:
+            return "avazu_csv"
+        if len(names) in (23, 24) and re.fullmatch(AVAZU_HOUR_RE, names[len(names) - 22]):
+            return "avazu_csv"
+    return None
+
+
+def _criteo_column_name(c: str) -> str:
+    low = c.lower()
+    if low in ("label", "click", "clicked", "target"):
+        return "label"
+    if re.fullmatch(r"[ic][0-9]{1,2}", low):
+        return low.upper()
+    return "_ignored:" + c
+
+
+def _avazu_column_name(c: str) -> str:
+    if c.lower() == "click":
+        return "click"
+    for name in AVAZU_COLUMNS:
+        if name.lower() == c.lower():
+            return name
+    return "_ignored:" + c
+
+
+def _csv_layout(header: str, fmt: str, path: str, rename, required) -> Layout:
+    columns = tuple(rename(c.strip().strip('"')) for c in header.split(","))
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise FormatError(f"{path}: the CSV header lacks the columns {', '.join(missing)}")
+    dup = {c for c in columns if columns.count(c) > 1 and not c.startswith("_ignored:")}
+    if dup:
+        raise FormatError(f"{path}: the CSV header repeats the columns {', '.join(sorted(dup))}")
+    return Layout(fmt, True, ("label" in columns) or ("click" in columns), columns)
+
+
+# ----------------------------------------------------------------------------- parsers
+
+class Parser:
+    """Parses lines of one layout into (label, dense [n, D] float32, cat [n, C] string)."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        names = raw_inputs(layout.format)
+        self.dense_names = tuple(n for n, t in names if t == "float32")
+        self.cat_names = tuple(n for n, t in names if t == "string")
+        self._fast = tf.function(self._fast_parse, input_signature=[tf.TensorSpec([None], tf.string)])
+
+    def fast(self, lines: tf.Tensor):
+        """Returns (ok [n] bool, label [n], dense [n, D], cat [n, C]); rows with ok=False are garbage."""
+        return self._fast(lines)
+
+    def _fast_parse(self, lines):
+        raise NotImplementedError
+
+    def slow(self, line: str):
+        """Parses one line or raises Reject; returns (label, dense list, cat list)."""
+        raise NotImplementedError
+
+
+def _to_float(x: tf.Tensor) -> tf.Tensor:
+    return tf.strings.to_number(tf.where(tf.equal(x, ""), "nan", x), tf.float32)
+
+
+class DelimitedParser(Parser):
+    """Criteo TSV/CSV and Avazu CSV: fields by position, validated by one regex a line."""
+
+    def __init__(self, layout: Layout):
+        super().__init__(layout)
+        fmt = layout.format
+        self.delimiter = "\t" if fmt == "criteo_tsv" else ","
+        self.columns = layout.columns
+        self.ncols = len(self.columns)
+        # Criteo TSV lines whose trailing empty fields were stripped are legal (37+ of 40 fields).
+        self.min_cols = self.ncols - 3 if fmt == "criteo_tsv" else self.ncols
+        self.validators = [self._validator(c) for c in self.columns]
+        parts = [self.validators[0]] + [re.escape(self.delimiter) + v for v in self.validators[1:]]
+        required = "".join(parts[:self.min_cols])
+        optional = ""
+        for p in reversed(parts[self.min_cols:]):
+            optional = f"(?:{p}{optional})?"
+        self.line_re = required + optional
+        self._line_re_py = re.compile(self.line_re)
+        self.label_col = next((i for i, c in enumerate(self.columns) if c in ("label", "click")), None)
+        self.dense_cols = [self.columns.index(n) for n in self.dense_names]
+        self.cat_cols = [self.columns.index(n) for n in self.cat_names]
+
+    def _validator(self, col: str) -> str:
+        if col in ("label", "click"):
+            return LABEL_RE
+        if col.startswith("_ignored:") or col == "id":
+            return r'[^,\t"]*'
+        if self.layout.family == "avazu":
+            return AVAZU_HOUR_RE if col == "hour" else AVAZU_VALUE_RE
+        return CRITEO_INT_RE if col.startswith("I") else CRITEO_CAT_RE
+
+    def _fast_parse(self, lines):
+        ok = tf.strings.regex_full_match(lines, self.line_re)
+        fields = tf.strings.split(lines, self.delimiter).to_tensor("", shape=[None, self.ncols])
+        n = tf.shape(lines)[0]
+        if self.label_col is None:
+            label = tf.fill([n], float("nan"))
+        else:
+            label = tf.strings.to_number(tf.where(ok, fields[:, self.label_col], "0"), tf.float32)
+        if self.dense_cols:
+            dense_str = tf.where(ok[:, None], tf.gather(fields, self.dense_cols, axis=1), "")
+            dense = _to_float(dense_str)
+        else:
+            dense = tf.zeros([n, 0], tf.float32)
+        cat = tf.gather(fields, self.cat_cols, axis=1)
+        return ok, label, dense, cat
+
+    def slow(self, line: str):
+        if not line.strip():
+            raise Reject("blank line")
+        fields = line.split(self.delimiter)
+        if not self.min_cols <= len(fields) <= self.ncols:
+            expected = (f"{self.ncols}" if self.min_cols == self.ncols
+                        else f"{self.min_cols}-{self.ncols}")
+            raise Reject(f"wrong field count: {len(fields)} fields, expected {expected}")
+        fields += [""] * (self.ncols - len(fields))
+        for col, value, pattern in zip(self.columns, fields, self.validators):
+            if not re.fullmatch(pattern, value):
+                raise Reject(self._reason(col, value))
+        label = float(fields[self.label_col]) if self.label_col is not None else math.nan
+        dense = [float(fields[i]) if fields[i] else math.nan for i in self.dense_cols]
+        cat = [fields[i] for i in self.cat_cols]
+        return label, dense, cat
+
+    def _reason(self, col: str, value: str) -> str:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        if col in ("label", "click"):
+            return f"{col} not 0/1: {shown!r}"
+        if self.layout.family == "criteo" and col.startswith("I"):
+            return f"{col} not an integer: {shown!r}"
+        if self.layout.family == "criteo" and col.startswith("C"):
+            if len(value) > MAX_CRITEO_CAT_LEN and re.fullmatch(r"[0-9a-fA-F]+", value):
+                return f"{col} over-long ({len(value)} > {MAX_CRITEO_CAT_LEN} hex digits): {shown!r}"
+            return f"{col} not a hex id: {shown!r}"
+        if col == "hour":
+            return f"hour not YYMMDDHH: {shown!r}"
+        return f"{col} has an invalid value: {shown!r}"
+
+
+class SlotParser(Parser):
+    """PaddleRec slot lines: `click:<0|1>` then `name:value` tokens separated by spaces.
+
+    Criteo (paddlerec_slot): 13 `dense_feature:<float>` in order, then `1:<id>` .. `26:<id>`.
+    Avazu FLEN (avazu_slot): `user_0..user_11`, `item_0..item_2`, `contex_0..contex_5`.
+    The fast path takes lines with every slot present, in canonical order; the slow path takes
+    any order and fills an absent slot as missing (PaddleRec pads absent slots too).
+    """
+
+    def __init__(self, layout: Layout):
+        super().__init__(layout)
+        criteo = layout.format == "paddlerec_slot"
+        self.dense_slot = "dense_feature" if criteo else None
+        self.cat_slots = tuple(str(i) for i in range(1, 27)) if criteo else FLEN_SLOT_CAT
+        tokens = ([rf"dense_feature:{FLOAT_RE}"] * (13 if criteo else 0)
+                  + [rf"{re.escape(s)}:{SLOT_ID_RE}" for s in self.cat_slots])
+        self.ntokens = len(tokens) + 1
+        self.line_re = rf"click:{LABEL_RE} " + " ".join(tokens)
+        self.ndense = 13 if criteo else 0
+
+    def _fast_parse(self, lines):
+        ok = tf.strings.regex_full_match(lines, self.line_re)
+        tokens = tf.strings.split(lines, " ").to_tensor("", shape=[None, self.ntokens])
+        values = tf.strings.split(tf.reshape(tokens, [-1]), ":", maxsplit=1).to_tensor("", shape=[None, 2])[:, 1]
+        values = tf.reshape(values, [-1, self.ntokens])
+        values = tf.where(ok[:, None], values, "")
+        label = tf.strings.to_number(tf.where(ok, values[:, 0], "0"), tf.float32)
+        dense = _to_float(values[:, 1:1 + self.ndense])
+        cat = values[:, 1 + self.ndense:]
+        return ok, label, dense, cat
+
+    def slow(self, line: str):
+        if not line.strip():
+            raise Reject("blank line")
+        label = math.nan
+        dense: list[float] = []
+        cat = {}
+        for token in line.split():
+            name, sep, value = token.partition(":")
+            if not sep:
+                raise Reject(f"token {token[:40]!r} is not name:value")
+            if name == "click":
+                if not re.fullmatch(LABEL_RE, value):
+                    raise Reject(f"click not 0/1: {value[:40]!r}")
+                label = float(value)
+            elif name == self.dense_slot:
+                if not re.fullmatch(FLOAT_RE, value):
+                    raise Reject(f"dense_feature not a number: {value[:40]!r}")
+                dense.append(float(value))
+            elif name in self.cat_slots:
+                if not re.fullmatch(SLOT_ID_RE, value):
+                    raise Reject(f"slot {name} not an integer id: {value[:40]!r}")
+                if name in cat:
+                    raise Reject(f"slot {name} appears twice")
+                cat[name] = value
+            # PaddleRec's reader ignores slots it does not know; so do we.
+        if self.layout.has_label and math.isnan(label):
+            raise Reject("no click slot")
+        if len(dense) > self.ndense:
+            raise Reject(f"{len(dense)} dense_feature slots, expected {self.ndense}")
+        if not cat and not dense:
+            raise Reject("no feature slots")
+        dense += [math.nan] * (self.ndense - len(dense))
+        return label, dense, [cat.get(s, "") for s in self.cat_slots]
+
+
+def make_parser(layout: Layout) -> Parser:
+    if layout.format in ("paddlerec_slot", "avazu_slot"):
+        return SlotParser(layout)
+    return DelimitedParser(layout)

@@ -1,0 +1,68 @@
+"""Criteo / Avazu text -> sharded TFRecords + schema.json.
+
+  python -m pipelines.criteo_to_tfrecords --input=GLOB[,GLOB] --output_dir=DIR \
+      [--input_format=auto|criteo_tsv|criteo_csv|paddlerec_slot|avazu_csv|avazu_slot] \
+      [--categorical_encoding=vocab|hash] [--min_count=N] [--hash_buckets=N] \
+      [--dense_transform=log1p|bucketize|minmax] [--split=8,1,1] [--seed=N]
+"""
+import sys
+
+from absl import app, flags
+
+import ctr_tf  # noqa: F401
+from ctr_tf.data import convert, formats, reader
+
+flags.DEFINE_list("input", None, "Input files or globs, comma-separated (.gz allowed).")
+flags.DEFINE_string("output_dir", None, "Directory for the TFRecords, schema.json, vocab/ and rejects.tsv.")
+flags.DEFINE_enum("input_format", "auto", ("auto",) + formats.FORMATS, "Input format; auto detects it.")
+flags.DEFINE_enum("categorical_encoding", "vocab", convert.ENCODINGS,
+                  "vocab: vocabulary from the training split; hash: hash buckets per field.")
+flags.DEFINE_integer("min_count", 2, "Vocabulary mode: values seen fewer times in train map to the field's OOV id.")
+flags.DEFINE_integer("hash_buckets", 100_000, "Hash mode: buckets per field (plus one id for missing).")
+flags.DEFINE_enum("dense_transform", "auto", convert.DENSE_TRANSFORMS,
+                  "log1p, bucketize (BARS floor(ln(x)^2) categorical buckets), minmax (PaddleRec constants), "
+                  "identity; auto = identity for paddlerec_slot (already scaled), else log1p.")
+flags.DEFINE_boolean("missing_indicator", False, "Add a 0/1 missing indicator feature per dense input.")
+flags.DEFINE_list("split", ["8", "1", "1"], "train,valid,test ratios (a part may be 0).")
+flags.DEFINE_list("valid_input", [], "Files for the validation split (then all of --input is train).")
+flags.DEFINE_list("test_input", [], "Files for the test split (then all of --input is train).")
+flags.DEFINE_integer("seed", 0, "Seed of the deterministic split.")
+flags.DEFINE_integer("block_rows", 4096, "Rows packed into one TFRecord record.")
+flags.DEFINE_integer("rows_per_shard", 1_000_000, "Rows per TFRecord shard.")
+flags.DEFINE_enum("compression", "none", ["none", "gzip"], "TFRecord compression.")
+flags.DEFINE_float("max_reject_rate", 1.0, "Abort when more than this fraction of rows is rejected.")
+flags.DEFINE_boolean("overwrite", False, "Replace a data set already in --output_dir.")
+flags.DEFINE_integer("threads", 2, "Parsing threads.")
+flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
+flags.mark_flags_as_required(["input", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def config_from_flags() -> convert.ConvertConfig:
+    try:
+        split = tuple(float(x) for x in FLAGS.split)
+    except ValueError:
+        raise ValueError(f"--split={','.join(FLAGS.split)!r}: expected three numbers, e.g. 8,1,1") from None
+    return convert.ConvertConfig(
+        inputs=tuple(FLAGS.input), output_dir=FLAGS.output_dir, input_format=FLAGS.input_format,
+        categorical_encoding=FLAGS.categorical_encoding, min_count=FLAGS.min_count,
+        hash_buckets=FLAGS.hash_buckets, dense_transform=FLAGS.dense_transform,
+        missing_indicator=FLAGS.missing_indicator, split=split, valid_inputs=tuple(FLAGS.valid_input),
+        test_inputs=tuple(FLAGS.test_input), seed=FLAGS.seed, block_rows=FLAGS.block_rows,
+        rows_per_shard=FLAGS.rows_per_shard, compression="GZIP" if FLAGS.compression == "gzip" else "",
+        max_reject_rate=FLAGS.max_reject_rate, overwrite=FLAGS.overwrite, threads=FLAGS.threads,
+        progress=FLAGS.progress)
+
+
+def main(argv):
+    del argv
+    try:
+        schema = convert.convert(config_from_flags())
+    except (ValueError, convert.ConversionError, reader.InputError) as e:
+        sys.exit(f"criteo_to_tfrecords: error: {e}")
+    print(convert.summary_table(schema))
+    print(f"schema: {schema.path('schema.json')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
