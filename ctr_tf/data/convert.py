@@ -98,10 +98,14 @@ class Source:
 
 # ----------------------------------------------------------------------------- schema building
 
+def _resolve_dense_transform(fmt: str, name: str) -> str:
+    if name == "auto":
+        return "identity" if fmt == "paddlerec_slot" else "log1p"
+    return name
+
+
 def build_features(fmt: str, cfg: ConvertConfig, vocab_sizes: dict | None = None) -> list[schema_lib.FeatureSpec]:
-    dense_transform = cfg.dense_transform
-    if dense_transform == "auto":
-        dense_transform = "identity" if fmt == "paddlerec_slot" else "log1p"
+    dense_transform = _resolve_dense_transform(fmt, cfg.dense_transform)
     features = []
     dense_inputs = [n for n, t in formats.raw_inputs(fmt) if t == "float32"]
     for i, name in enumerate(dense_inputs):
@@ -305,12 +309,14 @@ class Converter:
     def count_vocabulary(self) -> dict[str, collections.Counter]:
         names = src_names = self.sources[0].parser.cat_names
         counters = {n: collections.Counter() for n in names}
+        params = {f.source: f.params for f in build_features(self.format, self.cfg)
+                  if f.kind == schema_lib.CATEGORICAL and f.source in names}
 
         @tf.function(input_signature=[tf.TensorSpec([None, len(names)], tf.string)])
         def unique_counts(cat):
             out = []
-            for c in range(len(names)):
-                u, _, k = tf.unique_with_counts(cat[:, c])
+            for c, name in enumerate(names):
+                u, _, k = tf.unique_with_counts(preprocessing.normalize_strings(cat[:, c], params[name]))
                 out.append((u, k))
             return out
 
@@ -330,10 +336,10 @@ class Converter:
             for name, (u, k) in zip(src_names, uniq):
                 counters[name].update(dict(zip(u.numpy().tolist(), k.numpy().tolist())))
             kept, _ = self._slow(src, lines, bad, line_no)
-            for ln, (_, _, cat) in kept:
-                if self._split_of(src, np.array([ln]))[0] == 0:
-                    for name, value in zip(src_names, cat):
-                        counters[name][value.encode()] += 1
+            train = [cat for ln, (_, _, cat) in kept if self._split_of(src, np.array([ln]))[0] == 0]
+            if train:
+                for name, (u, k) in zip(src_names, unique_counts(tf.constant(train, tf.string))):
+                    counters[name].update(dict(zip(u.numpy().tolist(), k.numpy().tolist())))
             state["rows"] += len(lines)
             state["bytes"] += sum(map(len, lines)) + len(lines)
             progress.update("pass 1/2 vocabulary", state["rows"], state["bytes"], 0, start)
@@ -406,21 +412,30 @@ class Converter:
             raw_inputs=tuple(schema_lib.RawInput(n, t) for n, t in formats.raw_inputs(self.format)),
             features=tuple(features), record_format=record_format, directory=tmp)
         preprocessor = preprocessing.Preprocessor(draft)
-        raw_names = [r.name for r in draft.raw_inputs]
         parser0 = self.sources[0].parser
         ndense = len(parser0.dense_names)
 
         @tf.function(input_signature=[tf.TensorSpec([None, ndense], tf.float32),
                                       tf.TensorSpec([None, len(parser0.cat_names)], tf.string)])
         def transform(dense_raw, cat_raw):
-            cols = tf.unstack(dense_raw, num=ndense, axis=1) + tf.unstack(cat_raw, num=len(parser0.cat_names), axis=1)
-            return preprocessor(dict(zip(raw_names, cols)))
+            return preprocessor.transform(dense_raw, cat_raw)
+
+        fused = {}
+
+        def parse_and_transform(parser):
+            # One graph per layout: transform every line, keep the numeric rows that parsed.
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+            def run(lines):
+                ok, label, dense_raw, cat_raw = parser.fast(lines)
+                dense, cat = preprocessor.transform(dense_raw, cat_raw)
+                return ok, tf.boolean_mask(label, ok), tf.boolean_mask(dense, ok), tf.boolean_mask(cat, ok)
+            return run
 
         def work(src, line_no, lines):
-            ok, label, dense_raw, cat_raw = src.parser.fast(tf.constant(lines))
-            dense, cat = transform(tf.boolean_mask(dense_raw, ok), tf.boolean_mask(cat_raw, ok))
-            ok = ok.numpy()
-            return (src, line_no, lines, ok, label.numpy()[ok], dense.numpy(), cat.numpy())
+            if src.index not in fused:
+                fused[src.index] = parse_and_transform(src.parser)
+            ok, label, dense, cat = fused[src.index](tf.constant(lines))
+            return (src, line_no, lines, ok.numpy(), label.numpy(), dense.numpy(), cat.numpy())
 
         writers = {s: _SplitWriter(s, tmp, cfg) for s in SPLITS}
         truth = self._load_truth()
@@ -445,10 +460,11 @@ class Converter:
                 k_dense = np.array([k[1][1] for k in kept], np.float32).reshape(len(kept), ndense)
                 k_cat = np.array([k[1][2] for k in kept], dtype=object).reshape(len(kept), -1).astype(bytes)
                 d2, c2 = transform(tf.constant(k_dense), tf.constant(k_cat))
-                line_nos = np.concatenate([line_nos, k_lines])
-                label = np.concatenate([label, k_label])
-                dense = np.concatenate([dense, d2.numpy()])
-                cat = np.concatenate([cat, c2.numpy()])
+                order = np.argsort(np.concatenate([line_nos, k_lines]), kind="stable")  # rows in line order
+                line_nos = np.concatenate([line_nos, k_lines])[order]
+                label = np.concatenate([label, k_label])[order]
+                dense = np.concatenate([dense, d2.numpy()])[order]
+                cat = np.concatenate([cat, c2.numpy()])[order]
             for ln, reason, raw in rejects:
                 text = raw.decode("utf-8", "replace").replace("\t", "\\t")[:300]
                 rejects_file.write(f"{src.path}\t{ln}\t{reason}\t{text}\n")
@@ -496,8 +512,8 @@ class Converter:
             "format": self.format,
             "label": "label",
             "categorical_encoding": cfg.categorical_encoding,
-            "dense_transform": (cfg.dense_transform if cfg.dense_transform != "auto"
-                                else ("identity" if self.format == "paddlerec_slot" else "log1p")),
+            "dense_transform": (_resolve_dense_transform(self.format, cfg.dense_transform)
+                                if parser0.dense_names else "none"),
             "rows_read": stats["read"],
             "rows_written": written,
             "rejected_rows": stats["rejected"],

@@ -214,6 +214,18 @@ def _to_float(x: tf.Tensor) -> tf.Tensor:
     return tf.strings.to_number(tf.where(tf.equal(x, ""), "nan", x), tf.float32)
 
 
+def _split_to_matrix(lines: tf.Tensor, sep: str, width: int) -> tf.Tensor:
+    """Splits lines into a [n, width] string matrix, padding short rows and cutting long ones.
+
+    When every line has exactly `width` fields (the common case), the split's flat values are
+    reshaped directly, which skips the ragged-to-dense padding.
+    """
+    parts = tf.strings.split(lines, sep)
+    uniform = tf.reduce_all(tf.equal(parts.row_lengths(), width))
+    return tf.cond(uniform, lambda: tf.reshape(parts.flat_values, [-1, width]),
+                   lambda: parts.to_tensor("", shape=[None, width]))
+
+
 class DelimitedParser(Parser):
     """Criteo TSV/CSV and Avazu CSV: fields by position, validated by one regex a line."""
 
@@ -248,7 +260,7 @@ class DelimitedParser(Parser):
 
     def _fast_parse(self, lines):
         ok = tf.strings.regex_full_match(lines, self.line_re)
-        fields = tf.strings.split(lines, self.delimiter).to_tensor("", shape=[None, self.ncols])
+        fields = _split_to_matrix(lines, self.delimiter, self.ncols)
         n = tf.shape(lines)[0]
         if self.label_col is None:
             label = tf.fill([n], float("nan"))
@@ -316,7 +328,7 @@ class SlotParser(Parser):
 
     def _fast_parse(self, lines):
         ok = tf.strings.regex_full_match(lines, self.line_re)
-        tokens = tf.strings.split(lines, " ").to_tensor("", shape=[None, self.ntokens])
+        tokens = _split_to_matrix(lines, " ", self.ntokens)
         values = tf.strings.split(tf.reshape(tokens, [-1]), ":", maxsplit=1).to_tensor("", shape=[None, 2])[:, 1]
         values = tf.reshape(values, [-1, self.ntokens])
         values = tf.where(ok[:, None], values, "")

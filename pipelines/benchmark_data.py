@@ -1,0 +1,77 @@
+"""Data pipeline throughput on synthetic Criteo: the floor, conversion, and TFRecord reading.
+
+  python -m pipelines.benchmark_data [--rows=2000000] [--work_dir=/tmp/ctr_tf_bench]
+
+Prints rows/s for: raw line read + split in Python (the floor), conversion with hashing,
+conversion with a vocabulary (both passes), and tf.data read + parse of the written TFRecords
+at batch 4096, with each conversion's ratio to the floor.
+"""
+import os
+import shutil
+import time
+
+from absl import app, flags
+
+import ctr_tf  # noqa: F401
+from ctr_tf import schema as schema_lib
+from ctr_tf.data import convert, records, synthetic
+
+flags.DEFINE_integer("rows", 2_000_000, "Rows of synthetic Criteo to convert.")
+flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench", "Scratch directory (the text file is reused).")
+flags.DEFINE_integer("batch_size", 4096, "Batch size of the read benchmark.")
+flags.DEFINE_integer("threads", 2, "Conversion threads.")
+FLAGS = flags.FLAGS
+
+
+def floor_read_split(path: str) -> float:
+    start = time.perf_counter()
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            line.split(b"\t")
+            n += 1
+    return n / (time.perf_counter() - start)
+
+
+def timed_convert(path: str, out: str, encoding: str) -> tuple[float, schema_lib.Schema]:
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = convert.ConvertConfig(inputs=(path,), output_dir=out, categorical_encoding=encoding,
+                                progress=False, threads=FLAGS.threads)
+    start = time.perf_counter()
+    schema = convert.convert(cfg)
+    return schema.info["rows_read"] / (time.perf_counter() - start), schema
+
+
+def read_parse(schema: schema_lib.Schema, batch_size: int) -> float:
+    ds = records.make_dataset(schema, "train", batch_size)
+    for _ in ds.take(2):  # warm-up: tracing and file open
+        pass
+    start = time.perf_counter()
+    n = 0
+    for features, _ in ds:
+        n += int(features["cat"].shape[0])
+    return n / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    path = os.path.join(FLAGS.work_dir, f"synthetic_{FLAGS.rows}.tsv")
+    if not os.path.exists(path + ".proba"):
+        print(f"generating {FLAGS.rows:,} rows -> {path}")
+        synthetic.write(path, FLAGS.rows, seed=0)
+    floor = floor_read_split(path)
+    hashed, schema = timed_convert(path, os.path.join(FLAGS.work_dir, "hash"), "hash")
+    vocab, _ = timed_convert(path, os.path.join(FLAGS.work_dir, "vocab"), "vocab")
+    reading = read_parse(schema, FLAGS.batch_size)
+    print(f"\n{FLAGS.rows:,} synthetic Criteo rows, {os.cpu_count()} CPUs, {FLAGS.threads} conversion threads")
+    print(f"{'stage':<44} {'rows/s':>12} {'x floor time':>13}")
+    for name, rate in (("raw line read + split (Python, the floor)", floor),
+                       ("convert, hash encoding", hashed),
+                       ("convert, vocabulary (both passes)", vocab)):
+        print(f"{name:<44} {rate:>12,.0f} {floor / rate:>13.2f}")
+    print(f"{'TFRecord read + parse, tf.data, batch %d' % FLAGS.batch_size:<44} {reading:>12,.0f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
