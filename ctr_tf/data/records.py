@@ -82,8 +82,7 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=rf.get("compression", "")),
-                       cycle_length=1, deterministic=True)
+    ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=rf.get("compression", "")))
     ds = ds.map(lambda r: decode_block(r, num_dense, num_cat), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     if shuffle:

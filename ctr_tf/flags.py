@@ -1,0 +1,92 @@
+"""Every trainer flag, defined once, and the one mapping from flags to ExperimentConfig."""
+from absl import flags
+
+from ctr_tf import config as cfg_lib
+from ctr_tf.models import registry
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    if "model" in FLAGS:
+        return
+    # The run.
+    flags.DEFINE_enum("model", "deepfm", registry.names(), "Model to train.")
+    flags.DEFINE_string("data_dir", None, "Directory written by pipelines.criteo_to_tfrecords (holds schema.json).")
+    flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard events, config and exports go here.")
+    flags.DEFINE_enum("mode", "train_and_evaluate", [m.value for m in cfg_lib.Mode],
+                      "train_and_evaluate: train, evaluate on the test split, export; or one of the steps.")
+    flags.DEFINE_integer("epochs", 1, "Training epochs.")
+    flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 = one pass over the training split.")
+    flags.DEFINE_integer("batch_size", 512, "Training batch size (global, across replicas).")
+    flags.DEFINE_integer("eval_batch_size", 8192, "Evaluation and prediction batch size.")
+    flags.DEFINE_string("export_dir", "", "SavedModel base directory; default <model_dir>/export. "
+                        "Exports land in <export_dir>/<model_name>/<version>/ as TF Serving expects.")
+    flags.DEFINE_string("model_name", "", "Name of the exported model; default: --model.")
+    flags.DEFINE_enum("precision", "float32", [p.value for p in cfg_lib.Precision], "Compute precision.")
+    flags.DEFINE_enum("strategy", "default", [s.value for s in cfg_lib.Strategy],
+                      "tf.distribute strategy; multi_worker and parameter_server read TF_CONFIG.")
+    flags.DEFINE_string("warm_start_from", "", "A model_dir whose latest weights initialise this run (weights only).")
+    flags.DEFINE_string("eval_epochs", "", "With --mode=evaluate: the saved epochs to evaluate, START:END (END excluded).")
+    flags.DEFINE_string("predict_output", "", "With --mode=predict: output file; default <model_dir>/predictions-<split>.txt.")
+    flags.DEFINE_enum("eval_split", "valid", ["train", "valid", "test"], "Split evaluated after every epoch.")
+    flags.DEFINE_enum("test_split", "test", ["train", "valid", "test"], "Split of the final evaluation and of predict.")
+    flags.DEFINE_integer("seed", 0, "Global random seed.")
+    flags.DEFINE_boolean("deterministic", False, "Deterministic ops and input order: same seed, same result.")
+    flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N epoch checkpoints; 0 keeps all.")
+    # The model.
+    flags.DEFINE_integer("embedding_dim", 16, "Embedding size of every field.")
+    flags.DEFINE_list("hidden_units", ["400", "400", "400"], "MLP layer sizes.")
+    flags.DEFINE_string("activation", "relu", "MLP activation.")
+    flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.")
+    flags.DEFINE_boolean("batch_norm", False, "Batch normalisation in the MLP.")
+    flags.DEFINE_float("embedding_l2", 0.0, "L2 on the embedding rows looked up in each batch.")
+    flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels.")
+    # The optimisation.
+    flags.DEFINE_enum("optimizer", "lazy_adam", [o.value for o in cfg_lib.Optimizer],
+                      "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.")
+    flags.DEFINE_float("learning_rate", 1e-3, "Base learning rate.")
+    flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (PaddlePaddle's default 1e-8).")
+    flags.DEFINE_enum("lr_schedule", "constant", [s.value for s in cfg_lib.LRSchedule],
+                      "constant; plateau: x lr_plateau_factor when the validation AUC stalls; "
+                      "warmup_decay: linear warmup, then exponential decay.")
+    flags.DEFINE_float("lr_plateau_factor", 0.1, "Factor of the plateau schedule.")
+    flags.DEFINE_integer("lr_plateau_patience", 1, "Epochs without validation AUC gain before the plateau cut.")
+    flags.DEFINE_integer("warmup_steps", 0, "Warmup steps of warmup_decay.")
+    flags.DEFINE_integer("decay_steps", 0, "Steps per decay_rate factor of warmup_decay.")
+    flags.DEFINE_float("decay_rate", 0.1, "Decay factor per decay_steps.")
+    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N epochs without validation AUC gain and "
+                         "restore the best epoch for export; 0: off.")
+    flags.DEFINE_float("clipnorm", 0.0, "Clip gradients by global norm; 0: off.")
+    flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.")
+
+
+def config_from_flags() -> cfg_lib.ExperimentConfig:
+    """FLAGS -> a validated ExperimentConfig; a bad value raises ConfigError naming the flag."""
+    try:
+        hidden = tuple(int(u) for u in FLAGS.hidden_units)
+    except ValueError:
+        raise cfg_lib.ConfigError(f"--hidden_units={','.join(FLAGS.hidden_units)!r}: expected integers") from None
+    for flag in ("data_dir", "model_dir"):
+        if not FLAGS[flag].value:
+            raise cfg_lib.ConfigError(f"--{flag} is required")
+    return cfg_lib.ExperimentConfig(
+        data=cfg_lib.DataConfig(data_dir=FLAGS.data_dir, eval_split=FLAGS.eval_split, test_split=FLAGS.test_split),
+        model=cfg_lib.ModelConfig(
+            name=FLAGS.model, embedding_dim=FLAGS.embedding_dim, hidden_units=hidden,
+            activation=FLAGS.activation, dropout=FLAGS.dropout, batch_norm=FLAGS.batch_norm,
+            embedding_l2=FLAGS.embedding_l2, dense_l2=FLAGS.dense_l2),
+        train=cfg_lib.TrainConfig(
+            model_dir=FLAGS.model_dir, mode=cfg_lib.Mode(FLAGS.mode), epochs=FLAGS.epochs,
+            batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.eval_batch_size,
+            steps_per_epoch=FLAGS.steps_per_epoch, learning_rate=FLAGS.learning_rate,
+            optimizer=cfg_lib.Optimizer(FLAGS.optimizer), adam_epsilon=FLAGS.adam_epsilon,
+            lr_schedule=cfg_lib.LRSchedule(FLAGS.lr_schedule), lr_plateau_factor=FLAGS.lr_plateau_factor,
+            lr_plateau_patience=FLAGS.lr_plateau_patience, warmup_steps=FLAGS.warmup_steps,
+            decay_steps=FLAGS.decay_steps, decay_rate=FLAGS.decay_rate,
+            early_stopping_patience=FLAGS.early_stopping_patience, clipnorm=FLAGS.clipnorm,
+            log_every_n_steps=FLAGS.log_every_n_steps, export_dir=FLAGS.export_dir,
+            model_name=FLAGS.model_name or FLAGS.model, precision=cfg_lib.Precision(FLAGS.precision),
+            strategy=cfg_lib.Strategy(FLAGS.strategy), warm_start_from=FLAGS.warm_start_from,
+            eval_epochs=FLAGS.eval_epochs, predict_output=FLAGS.predict_output, seed=FLAGS.seed,
+            deterministic=FLAGS.deterministic, keep_checkpoints=FLAGS.keep_checkpoints))

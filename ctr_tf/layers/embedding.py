@@ -1,0 +1,82 @@
+"""Embeddings of categorical fields (one fused table) and of dense fields (value-scaled vectors)."""
+import numpy as np
+import tensorflow as tf
+
+PACKAGE = "ctr_tf"
+
+
+SMALL_NORMAL_STDDEV = 1e-4
+
+
+def make_initializer(name):
+    """'small_normal' is N(0, 1e-4), FuxiCTR's and BARS's embedding init: with hundreds of field
+    pairs summed by FM-style layers, larger vectors start the logits far from zero."""
+    if name == "small_normal":
+        return tf.keras.initializers.RandomNormal(0.0, SMALL_NORMAL_STDDEV)
+    return tf.keras.initializers.get(name)
+
+
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class FieldEmbedding(tf.keras.layers.Layer):
+    """Looks up C categorical fields in one table of sum(vocab_sizes) rows.
+
+    ids [B, C] int (field c's ids in [0, vocab_sizes[c])) -> [B, C, dim], row = ids + offset[c].
+    One table and one gather for all fields keep the step cheap, and the gradient is an
+    IndexedSlices over the looked-up rows, so sparse optimizers touch only those rows.
+    `l2` adds l2 * sum(e^2) / B over the looked-up rows to the loss: regularising the whole
+    table would make every step dense.
+    """
+
+    def __init__(self, vocab_sizes, dim, l2=0.0, initializer="small_normal", **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_sizes = [int(v) for v in vocab_sizes]
+        self.dim = int(dim)
+        self.l2 = float(l2)
+        self.initializer = initializer
+        self.offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes)[:-1]]).astype(np.int64)
+
+    def _make_initializer(self):
+        return make_initializer(self.initializer)
+
+    def build(self, input_shape):
+        if input_shape[-1] != len(self.vocab_sizes):
+            raise ValueError(f"FieldEmbedding got {input_shape[-1]} id columns for "
+                             f"{len(self.vocab_sizes)} vocabularies")
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(int(sum(self.vocab_sizes)), self.dim),
+            initializer=self._make_initializer(), trainable=True)
+        super().build(input_shape)
+
+    def call(self, ids):
+        rows = tf.cast(ids, tf.int64) + tf.constant(self.offsets)[None, :]
+        emb = tf.nn.embedding_lookup(self.embeddings, rows)
+        emb = tf.cast(emb, self.compute_dtype)
+        if self.l2 > 0:
+            batch = tf.cast(tf.shape(ids)[0], tf.float32)
+            self.add_loss(self.l2 * tf.reduce_sum(tf.square(tf.cast(emb, tf.float32))) / batch)
+        return emb
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dim": self.dim,
+                "l2": self.l2, "initializer": self.initializer}
+
+
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class DenseFieldEmbedding(tf.keras.layers.Layer):
+    """Dense features as fields: x [B, D] -> [B, D, dim], row j = x_j * v_j (FM / DeepFM style)."""
+
+    def __init__(self, dim, initializer="small_normal", **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.initializer = initializer
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.dim),
+                                      initializer=make_initializer(self.initializer))
+        super().build(input_shape)
+
+    def call(self, x):
+        return x[..., None] * tf.cast(self.kernel, self.compute_dtype)[None]
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "initializer": self.initializer}

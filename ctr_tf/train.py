@@ -1,0 +1,27 @@
+"""python -m ctr_tf.train --flagfile=pipelines/flagfiles/deepfm.flags --data_dir=... --model_dir=..."""
+import sys
+
+import ctr_tf  # noqa: F401  (tf-keras before TensorFlow)
+from absl import app, logging
+
+from ctr_tf import config as cfg_lib
+from ctr_tf import flags as ctr_flags
+
+ctr_flags.define_flags()
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"train: unexpected arguments {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from ctr_tf import trainer
+    trainer.quiet_tensorflow()
+    try:
+        cfg = ctr_flags.config_from_flags()
+        trainer.run(cfg, ctr_flags.FLAGS.flags_into_string())
+    except (cfg_lib.ConfigError, trainer.TrainingError) as e:
+        sys.exit(f"train: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)
