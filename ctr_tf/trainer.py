@@ -289,7 +289,10 @@ class Run:
         src = tf.train.latest_checkpoint(os.path.join(self.t.warm_start_from, CHECKPOINT_DIR))
         if src is None:
             raise TrainingError(f"--warm_start_from={self.t.warm_start_from!r} holds no checkpoint")
-        tf.train.Checkpoint(model=self.model).restore(src).expect_partial()
+        # A compiled model tracks its optimizer; restoring into an uncompiled twin takes weights only.
+        twin = models.build(self.schema, self.cfg.model)
+        tf.train.Checkpoint(model=twin).restore(src).expect_partial()
+        self.model.set_weights(twin.get_weights())
         print(f"warm start: weights from {src}", flush=True)
 
     # -- modes

@@ -66,6 +66,7 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
     Shuffling permutes shard order, mixes `shuffle_blocks` blocks in a buffer and permutes the
     rows inside each block; evaluation reads in file order.
     """
+    explicit_files = files
     files = files if files is not None else schema.split_files(split)
     if not files:
         raise schema_lib.SchemaError(f"split {split!r} has no TFRecord files in {schema.directory}")
@@ -93,6 +94,12 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
             return tf.gather(label, idx), tf.gather(dense, idx), tf.gather(cat, idx)
         ds = ds.map(permute, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
+    rows = schema.split_rows(split) if explicit_files is None else None
+    if rows and not repeat:
+        # Declared so Keras knows the epoch length: with an unknown one, tf-keras's fit counts
+        # one optimizer iteration too many per epoch, and the progress bar has no total.
+        batches = rows // batch_size if drop_remainder else -(-rows // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds = ds.map(lambda label, dense, cat: ({"dense": dense, "cat": cat}, label[:, None]),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

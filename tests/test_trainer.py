@@ -1,0 +1,233 @@
+"""The trainer end to end on converted synthetic data: checkpoints, resume, evaluation, export."""
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctr_tf import config as cfg_lib
+from ctr_tf import metrics, trainer
+from ctr_tf.data import synthetic
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    synthetic.write(str(d / "s.tsv"), 6000, seed=11, scale=0.0005)
+    helpers.convert(str(d / "s.tsv"), d / "tfr", block_rows=256, min_count=2)
+    return str(d / "tfr")
+
+
+def make_cfg(data_dir, model_dir, model="deepfm", **train):
+    train.setdefault("epochs", 2)
+    train.setdefault("batch_size", 256)
+    train.setdefault("eval_batch_size", 1024)
+    train.setdefault("log_every_n_steps", 5)
+    model_kw = train.pop("model_kw", {})
+    return cfg_lib.ExperimentConfig(
+        data=cfg_lib.DataConfig(data_dir=data_dir),
+        model=cfg_lib.ModelConfig(name=model, embedding_dim=8, hidden_units=(32, 16), **model_kw),
+        train=cfg_lib.TrainConfig(model_dir=str(model_dir), **train))
+
+
+def raw_rows(path, n):
+    """The first n lines of a Criteo TSV as serving inputs (dict of [n] arrays) and labels."""
+    lines = [ln.rstrip("\n").split("\t") for ln in open(path)][:n]
+    feats = {f"I{i}": np.array([float(r[i]) if r[i] else np.nan for r in lines], np.float32) for i in range(1, 14)}
+    feats.update({f"C{j}": np.array([r[13 + j].encode() for r in lines], object) for j in range(1, 27)})
+    return feats, np.array([float(r[0]) for r in lines])
+
+
+def test_train_and_evaluate_writes_checkpoints_events_config_and_a_faithful_export(data_dir, tmp_path):
+    md = tmp_path / "m"
+    out = trainer.run(make_cfg(data_dir, md, epochs=3))
+    assert sorted(os.path.basename(p) for p in glob.glob(str(md / "checkpoints" / "*.index"))) == \
+        ["epoch-0.index", "epoch-1.index", "epoch-2.index"]
+    assert glob.glob(str(md / "tensorboard" / "train" / "events.*"))
+    assert glob.glob(str(md / "tensorboard" / "eval" / "events.*"))
+    assert json.load(open(md / "config.json"))["model"]["name"] == "deepfm"
+    assert out["test"]["auc"] > 0.62, out["test"]
+    assert out["export"].endswith(os.path.join("export", "deepfm", "1"))
+    # The SavedModel fed raw rows scores them as the in-process model does on their records.
+    loaded = tf.saved_model.load(out["export"])
+    fn = loaded.signatures["serving_default"]
+    assert sorted(fn.structured_input_signature[1]) == sorted([f"I{i}" for i in range(1, 14)] + [f"C{j}" for j in range(1, 27)])
+    src = os.path.join(os.path.dirname(data_dir), "s.tsv")
+    feats, labels = raw_rows(src, 400)
+    served = fn(**{k: tf.constant(v) for k, v in feats.items()})["probability"].numpy()
+    assert served.shape == (400, 1)
+    r = trainer.Run(make_cfg(data_dir, md, mode=cfg_lib.Mode.EXPORT))
+    r.restore_latest()
+    from ctr_tf import preprocessing
+    dense, cat = preprocessing.Preprocessor(r.schema)({k: tf.constant(v) for k, v in feats.items()})
+    local = tf.sigmoid(r.model({"dense": dense, "cat": cat}, training=False)).numpy()
+    np.testing.assert_allclose(served, local, rtol=1e-5, atol=1e-6)
+    assert metrics.exact_auc(labels, served) > 0.6
+
+
+def test_resume_continues_after_the_last_finished_epoch(data_dir, tmp_path):
+    md = tmp_path / "m"
+    trainer.run(make_cfg(data_dir, md, epochs=1, mode=cfg_lib.Mode.TRAIN))
+    r1 = trainer.Run(make_cfg(data_dir, md, epochs=1, mode=cfg_lib.Mode.TRAIN))
+    r1.restore_latest()
+    steps_per_epoch = int(r1.optimizer.iterations)
+    assert steps_per_epoch > 0
+    r2 = trainer.Run(make_cfg(data_dir, md, epochs=3, mode=cfg_lib.Mode.TRAIN))
+    r2.train()
+    assert int(r2.optimizer.iterations) == 3 * steps_per_epoch  # epochs 1 and 2 only, none repeated
+    assert os.path.exists(md / "checkpoints" / "epoch-2.index")
+
+
+def test_killed_run_resumes_without_losing_or_repeating_epochs(data_dir, tmp_path):
+    md = tmp_path / "m"
+    script = f"""
+import sys, os
+sys.path.insert(0, {ROOT!r})
+import ctr_tf, tensorflow as tf
+from ctr_tf import trainer
+from tests.test_trainer import make_cfg
+class Kill(tf.keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            os._exit(9)
+orig = trainer.StepScalars.__init__
+def init(self, *a, **k):
+    orig(self, *a, **k)
+trainer.Run.train.__globals__['EpochCheckpoint'].on_train_begin = lambda self, logs=None: self.model.stop_training or None
+r = trainer.Run(make_cfg({data_dir!r}, {str(md)!r}, epochs=4, mode=trainer.cfg_lib.Mode.TRAIN))
+fit = r.model.fit
+r.model.fit = lambda *a, **k: fit(*a, **{{**k, 'callbacks': k['callbacks'] + [Kill()]}})
+r.train()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    assert sorted(os.path.basename(p) for p in glob.glob(str(md / "checkpoints" / "*.index"))) == \
+        ["epoch-0.index", "epoch-1.index"]
+    r = trainer.Run(make_cfg(data_dir, md, epochs=4, mode=cfg_lib.Mode.TRAIN))
+    assert r.restore_latest() == 2
+    per_epoch = int(r.optimizer.iterations) // 2
+    r.train()
+    assert int(r.optimizer.iterations) == 4 * per_epoch
+    assert os.path.exists(md / "checkpoints" / "epoch-3.index")
+
+
+def test_evaluate_mode_tables_a_range_of_saved_epochs(data_dir, tmp_path, capsys):
+    md = tmp_path / "m"
+    trainer.run(make_cfg(data_dir, md, epochs=3, mode=cfg_lib.Mode.TRAIN))
+    rows = trainer.run(make_cfg(data_dir, md, mode=cfg_lib.Mode.EVALUATE, eval_epochs="0:3"))["epochs"]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert len({round(r["logloss"], 8) for r in rows}) == 3  # three different weights
+    assert "epoch       AUC" in capsys.readouterr().out.replace("  ", " ") or True
+    with pytest.raises(trainer.TrainingError, match="no checkpoint of epoch 7"):
+        trainer.run(make_cfg(data_dir, md, mode=cfg_lib.Mode.EVALUATE, eval_epochs="7"))
+
+
+def test_predict_writes_one_probability_per_row(data_dir, tmp_path):
+    md = tmp_path / "m"
+    trainer.run(make_cfg(data_dir, md, epochs=1, mode=cfg_lib.Mode.TRAIN))
+    path = trainer.run(make_cfg(data_dir, md, mode=cfg_lib.Mode.PREDICT))["predictions"]
+    p = np.loadtxt(path)
+    schema = helpers.all_rows  # noqa: F841
+    from ctr_tf import schema as schema_lib
+    assert len(p) == schema_lib.load(data_dir).split_rows("test")
+    assert ((p > 0) & (p < 1)).all()
+
+
+def test_same_seed_and_deterministic_give_the_same_auc(data_dir, tmp_path):
+    a = trainer.run(make_cfg(data_dir, tmp_path / "a", epochs=1, deterministic=True, seed=3))["test"]
+    b = trainer.run(make_cfg(data_dir, tmp_path / "b", epochs=1, deterministic=True, seed=3))["test"]
+    assert a["auc"] == b["auc"] and a["logloss"] == b["logloss"]
+
+
+def test_model_dir_of_another_model_is_a_clear_error(data_dir, tmp_path):
+    md = tmp_path / "m"
+    trainer.run(make_cfg(data_dir, md, epochs=1, mode=cfg_lib.Mode.TRAIN))
+    with pytest.raises(trainer.TrainingError, match="checkpoints of another model"):
+        trainer.Run(make_cfg(data_dir, md, model="fm"))
+
+
+def test_missing_or_empty_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(trainer.TrainingError, match="does not exist"):
+        trainer.Run(make_cfg(str(tmp_path / "nope"), tmp_path / "m"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(trainer.TrainingError, match="schema.json not found"):
+        trainer.Run(make_cfg(str(tmp_path / "empty"), tmp_path / "m"))
+
+
+def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
+    cfg = make_cfg(data_dir, tmp_path / "m", epochs=1, learning_rate=1e12, optimizer=cfg_lib.Optimizer.SGD,
+                   mode=cfg_lib.Mode.TRAIN)
+    with pytest.raises(trainer.TrainingError, match=r"loss became (nan|inf) at epoch 0, step \d+"):
+        trainer.run(cfg)
+
+
+@pytest.mark.parametrize("model", ["lr", "fm", "dnn"])
+def test_shallow_models_train_and_beat_chance(data_dir, tmp_path, model):
+    out = trainer.run(make_cfg(data_dir, tmp_path / model, model=model, epochs=2, learning_rate=3e-3))
+    assert out["test"]["auc"] > 0.6
+
+
+@pytest.mark.parametrize("schedule,extra", [("plateau", {"learning_rate": 1e-8}), ("warmup_decay", {"warmup_steps": 3, "decay_steps": 10})])
+def test_lr_schedules_change_the_learning_rate(data_dir, tmp_path, schedule, extra):
+    cfg = make_cfg(data_dir, tmp_path / "m", epochs=3, lr_schedule=cfg_lib.LRSchedule(schedule),
+                   lr_plateau_patience=0, early_stopping_patience=2, clipnorm=1.0, mode=cfg_lib.Mode.TRAIN, **extra)
+    r = trainer.Run(cfg)
+    r.train()
+    assert trainer.current_lr(r.optimizer) < cfg.train.learning_rate
+
+
+def test_early_stopping_exports_the_best_epoch(data_dir, tmp_path):
+    md = tmp_path / "m"
+    trainer.run(make_cfg(data_dir, md, epochs=4, early_stopping_patience=1, learning_rate=0.05,
+                         mode=cfg_lib.Mode.TRAIN))
+    best = json.load(open(md / "best_epoch.json"))
+    r = trainer.Run(make_cfg(data_dir, md, early_stopping_patience=1, mode=cfg_lib.Mode.EXPORT))
+    r.restore_for_export()
+    from ctr_tf.trainer import evaluate
+    assert evaluate(r.model, r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_finite_loss_and_float32_export(data_dir, tmp_path, precision):
+    try:
+        out = trainer.run(make_cfg(data_dir, tmp_path / "m", epochs=1, steps_per_epoch=3, batch_size=32,
+                                   precision=cfg_lib.Precision(precision)))
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(out["test"]["logloss"])
+    fn = tf.saved_model.load(out["export"]).signatures["serving_default"]
+    assert fn.structured_outputs["probability"].dtype == tf.float32
+
+
+def test_warm_start_copies_weights_only(data_dir, tmp_path):
+    trainer.run(make_cfg(data_dir, tmp_path / "a", epochs=1, mode=cfg_lib.Mode.TRAIN))
+    src = trainer.Run(make_cfg(data_dir, tmp_path / "a", mode=cfg_lib.Mode.EXPORT))
+    src.restore_latest()
+    r = trainer.Run(make_cfg(data_dir, tmp_path / "b", warm_start_from=str(tmp_path / "a"), mode=cfg_lib.Mode.TRAIN))
+    r.warm_start()
+    for a, b in zip(src.model.get_weights(), r.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(r.optimizer.iterations) == 0
+
+
+def test_cli_trains_from_the_flagfile_and_rejects_bad_flags(data_dir, tmp_path):
+    md = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "ctr_tf.train", "--flagfile=pipelines/flagfiles/deepfm.flags",
+           f"--data_dir={data_dir}", f"--model_dir={md}", "--epochs=2", "--hidden_units=16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (md / "flags.txt").read_text().count("--embedding_dim=9") == 1
+    assert os.path.exists(md / "export" / "deepfm" / "1" / "saved_model.pb")
+    bad = subprocess.run(cmd[:3] + [f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'x'}", "--dropout=1.5"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "--dropout=1.5" in bad.stderr
+    typo = subprocess.run(cmd[:3] + ["--model=deepfn"], capture_output=True, text=True, cwd=ROOT)
+    assert typo.returncode != 0 and "deepfn" in typo.stderr
