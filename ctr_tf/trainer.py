@@ -47,7 +47,9 @@ def make_strategy(kind: cfg_lib.Strategy) -> tf.distribute.Strategy:
     if kind == cfg_lib.Strategy.DEFAULT:
         return tf.distribute.get_strategy()
     if kind == cfg_lib.Strategy.MIRRORED:
-        return tf.distribute.MirroredStrategy()
+        gpus = tf.config.list_logical_devices("GPU")
+        # Without GPUs, mirror over the logical CPUs (tests split one CPU into several).
+        return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")])
     if kind == cfg_lib.Strategy.MULTI_WORKER:
         if "TF_CONFIG" not in os.environ:
             raise TrainingError("--strategy=multi_worker needs TF_CONFIG describing the workers")
@@ -59,11 +61,14 @@ def make_strategy(kind: cfg_lib.Strategy) -> tf.distribute.Strategy:
 
 
 def is_chief(strategy) -> bool:
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-        return task.get("type") in ("chief", None) or (task.get("type") == "worker" and task.get("index", 0) == 0
-                                                       and "chief" not in json.loads(os.environ["TF_CONFIG"]).get("cluster", {}))
-    return True
+    """Whether this process writes model_dir: always, except on non-chief multi-worker tasks."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = tf_config.get("task", {})
+    if "chief" in tf_config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
 
 
 def set_precision(precision: cfg_lib.Precision):
@@ -202,6 +207,16 @@ class StepScalars(tf.keras.callbacks.Callback):
             self.t0 = now
 
 
+class EpochNaNGuard(tf.keras.callbacks.Callback):
+    """The NaN check at epoch granularity, where batch-level callbacks are not allowed."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingError(f"the loss became {loss} during epoch {epoch}: lower --learning_rate, "
+                                "set --clipnorm, or check the input features")
+
+
 # ----------------------------------------------------------------------------- the run
 
 class Run:
@@ -318,12 +333,16 @@ class Run:
                 callbacks.append(tf.keras.callbacks.EarlyStopping(
                     monitor="val_auc", mode="max", patience=self.t.early_stopping_patience,
                     restore_best_weights=True, verbose=1))
-        callbacks += [EpochCheckpoint(self.manager),
-                      tf.keras.callbacks.TensorBoard(tb, update_freq=self.t.log_every_n_steps, profile_batch=0),
-                      StepScalars(train_writer, self.t.log_every_n_steps, self.t.batch_size)]
+        ps = isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy)
+        callbacks.append(EpochCheckpoint(self.manager))
+        if ps:  # Keras allows no batch-level callbacks with parameter servers: log per epoch.
+            callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq="epoch", profile_batch=0), EpochNaNGuard()]
+        else:
+            callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq=self.t.log_every_n_steps, profile_batch=0),
+                          StepScalars(train_writer, self.t.log_every_n_steps, self.t.batch_size)]
         train_ds = self.dataset(self.cfg.data.train_split, True)
         fit_kwargs = {}
-        if isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy):
+        if ps:
             train_ds = tf.keras.utils.experimental.DatasetCreator(
                 lambda ctx: self.dataset(self.cfg.data.train_split, True).repeat())
         if self.t.steps_per_epoch:

@@ -1,0 +1,123 @@
+"""tf.distribute strategies on this CPU machine: each trains a few steps, checkpoints and exports
+the same serving signature. Each cluster runs in subprocesses (servers never shut down cleanly)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from ctr_tf.data import synthetic
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RAW_INPUTS = sorted([f"I{i}" for i in range(1, 14)] + [f"C{j}" for j in range(1, 27)])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    synthetic.write(str(d / "s.tsv"), 3000, seed=5, scale=0.0003)
+    helpers.convert(str(d / "s.tsv"), d / "tfr", block_rows=128)
+    return str(d / "tfr")
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def train_args(data_dir, model_dir, strategy, extra=()):
+    return [sys.executable, "-m", "ctr_tf.train", "--flagfile=pipelines/flagfiles/deepfm.flags",
+            f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--strategy={strategy}", "--epochs=2",
+            "--steps_per_epoch=4", "--batch_size=64", "--hidden_units=16", *extra]
+
+
+def assert_trained(model_dir):
+    assert os.path.exists(os.path.join(model_dir, "checkpoints", "epoch-1.index"))
+    sig = tf.saved_model.load(os.path.join(model_dir, "export", "deepfm", "1")).signatures["serving_default"]
+    assert sorted(sig.structured_input_signature[1]) == RAW_INPUTS
+    assert sig.structured_outputs["probability"].shape.as_list() == [None, 1]
+
+
+def test_mirrored_over_two_logical_cpus(data_dir, tmp_path):
+    md = tmp_path / "m"
+    script = f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+import ctr_tf, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from absl import app
+from ctr_tf import train, trainer
+orig = trainer.make_strategy
+def make(kind):
+    s = orig(kind)
+    print("replicas", s.num_replicas_in_sync, flush=True)
+    return s
+trainer.make_strategy = make
+sys.argv = {train_args(data_dir, md, "mirrored")[3:]!r}
+sys.argv.insert(0, "train")
+app.run(train.main)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas 2" in proc.stdout
+    assert_trained(str(md))
+
+
+def test_multi_worker_with_two_local_workers(data_dir, tmp_path):
+    md = tmp_path / "m"
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen(train_args(data_dir, md, "multi_worker"), cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert_trained(str(md))
+    assert not [d for d in os.listdir(md) if d.startswith("ctr_tf_worker_")]
+
+
+def test_parameter_server_with_in_process_servers(data_dir, tmp_path):
+    md = tmp_path / "m"
+    script = f"""
+import json, os, sys
+sys.path.insert(0, {ROOT!r})
+import ctr_tf, tensorflow as tf
+from tests.test_distribute import free_ports
+w0, w1, ps, chief = free_ports(4)
+cluster = {{"worker": [f"127.0.0.1:{{w0}}", f"127.0.0.1:{{w1}}"], "ps": [f"127.0.0.1:{{ps}}"],
+           "chief": [f"127.0.0.1:{{chief}}"]}}
+spec = tf.train.ClusterSpec(cluster)
+worker_config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=3)
+for i in range(2):
+    tf.distribute.Server(spec, job_name="worker", task_index=i, config=worker_config, protocol="grpc")
+tf.distribute.Server(spec, job_name="ps", task_index=0, protocol="grpc")
+os.environ["TF_CONFIG"] = json.dumps({{"cluster": cluster, "task": {{"type": "chief", "index": 0}}}})
+from absl import app
+from ctr_tf import train
+sys.argv = ["train"] + {train_args(data_dir, md, "parameter_server")[3:]!r}
+try:
+    app.run(train.main)
+except SystemExit as e:
+    if e.code is not None and not isinstance(e.code, int):
+        print(e.code, file=sys.stderr)
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0 if e.code is None else e.code if isinstance(e.code, int) else 1)
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_trained(str(md))
