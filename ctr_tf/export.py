@@ -1,6 +1,7 @@
 """SavedModel export for TF Serving: raw Criteo/Avazu fields in, click probability out.
 
-Layout: <export_dir>/<model_name>/<version>/{saved_model.pb, variables/, assets/}; the version
+Layout: <export_dir>/<model_name>/<version>/{saved_model.pb, variables/, assets/, assets.extra/}
+beside <export_dir>/batching_parameters.pbtxt and models.config for TF Serving; the version
 is the next integer after those present. A version is written under a hidden name and renamed
 into place, so a server polling the base path never loads half an export.
 
@@ -63,6 +64,7 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
     tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     module = ServingModule(model, schema)
+    extra_assets = {WARMUP_FILE: warmup_records(schema, model_name), **(extra_assets or {})}
     try:
         tf.saved_model.save(module, tmp, signatures={
             SIGNATURE: module.serve.get_concrete_function(),
@@ -70,7 +72,7 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "schema.json"), "w") as f:
             json.dump(schema.to_json(), f, indent=2, default=schema_lib._json_default)
-        for rel, data in (extra_assets or {}).items():
+        for rel, data in extra_assets.items():
             path = os.path.join(tmp, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
@@ -78,6 +80,7 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    write_serving_configs(export_dir)
     return final
 
 
@@ -87,3 +90,74 @@ def latest_version_dir(export_dir: str, model_name: str) -> str:
     if not versions:
         raise FileNotFoundError(f"no exported version of {model_name!r} under {export_dir}")
     return os.path.join(base, str(max(versions)))
+
+
+# ----------------------------------------------------------------------------- TF Serving files
+
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+BATCHING_FILE = "batching_parameters.pbtxt"
+MODELS_CONFIG_FILE = "models.config"
+BATCHING_PARAMETERS = {"max_batch_size": 1024, "batch_timeout_micros": 2000, "num_batch_threads": 4,
+                       "max_enqueued_batches": 100}
+
+
+def representative_rows(schema: schema_lib.Schema, n: int) -> dict:
+    """n rows of raw inputs mixing missing values, common vocabulary values and typical numbers."""
+    import numpy as np
+    rows = {}
+    for j, r in enumerate(schema.raw_inputs):
+        if r.dtype == "float32":
+            cycle = np.array([np.nan, 0.0, 1.0, 3.0, 10.0, 120.0, 2500.0], np.float32)
+            rows[r.name] = cycle[(np.arange(n) + j) % len(cycle)]
+        else:
+            values = [b""]
+            feat = next((f for f in schema.categorical_features if f.source == r.name), None)
+            if feat is not None and feat.transform == "vocab" and feat.vocab_size > 2:
+                with open(schema.path(feat.params["vocab_file"]), "rb") as f:
+                    values += [f.readline().rstrip(b"\n") for _ in range(3)]
+            values.append(b"68fd1e64")
+            rows[r.name] = np.array([values[(i + j) % len(values)] for i in range(n)], dtype=object)
+    return rows
+
+
+def predict_request(model_name: str, rows: dict, signature: str = SIGNATURE):
+    """A tensorflow_serving PredictRequest carrying rows (dict of [n] arrays)."""
+    from tensorflow_serving.apis import predict_pb2
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for name, values in rows.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+    return request
+
+
+def warmup_records(schema: schema_lib.Schema, model_name: str) -> bytes:
+    """TF Serving's warmup file: a TFRecord of PredictionLogs, one request of 1 row and one of 16."""
+    from tensorflow_serving.apis import prediction_log_pb2
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".tfrecord") as tmp:
+        with tf.io.TFRecordWriter(tmp.name) as w:
+            for n in (1, 16):
+                log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
+                    request=predict_request(model_name, representative_rows(schema, n))))
+                w.write(log.SerializeToString())
+        with open(tmp.name, "rb") as f:
+            return f.read()
+
+
+def write_serving_configs(export_dir: str) -> None:
+    """batching_parameters.pbtxt and models.config (every model under export_dir) for TF Serving,
+    with base paths as the official Docker image mounts them (/models/<name>)."""
+    with open(os.path.join(export_dir, BATCHING_FILE), "w") as f:
+        for key, value in BATCHING_PARAMETERS.items():
+            f.write(f"{key} {{ value: {value} }}\n")
+        f.write("pad_variable_length_inputs: false\n")
+    names = sorted(d for d in os.listdir(export_dir)
+                   if os.path.isdir(os.path.join(export_dir, d)) and not d.startswith("."))
+    with open(os.path.join(export_dir, MODELS_CONFIG_FILE), "w") as f:
+        f.write("model_config_list {\n")
+        for name in names:
+            f.write(f'  config {{\n    name: "{name}"\n    base_path: "/models/{name}"\n'
+                    f'    model_platform: "tensorflow"\n'
+                    f"    model_version_policy {{ latest {{ num_versions: 1 }} }}\n  }}\n")
+        f.write("}\n")

@@ -97,8 +97,12 @@ def format_lines(labels, ints, int_missing, ranks, cat_missing) -> list[str]:
 
 
 def write(path: str, rows: int, seed: int = 0, scale: float = 0.001, positive_rate: float = 0.25,
-          block: int = 100_000, strength: float = 0.6) -> dict:
-    """Writes `rows` Criteo TSV lines to `path` and the true probabilities to `path.proba`."""
+          block: int = 100_000, strength: float = 0.6, data_seed: int | None = None) -> dict:
+    """Writes `rows` Criteo TSV lines to `path` and the true probabilities to `path.proba`.
+
+    `seed` fixes the planted model; `data_seed` (default: seed) the rows, so a second file with
+    the same seed and another data_seed is held-out data from the same distribution.
+    """
     if rows < 1:
         raise ValueError(f"--rows={rows}: must be >= 1")
     if not 0 < scale <= 1:
@@ -107,7 +111,7 @@ def write(path: str, rows: int, seed: int = 0, scale: float = 0.001, positive_ra
     teacher = Teacher(seed, strength)
     rng = np.random.default_rng([seed, 2])
     teacher.calibrate(teacher.logits(*generate_block(rng, 20_000, card)), positive_rate)
-    rng = np.random.default_rng([seed, 3])
+    rng = np.random.default_rng([seed if data_seed is None else data_seed, 3])
     positives = 0
     with open(path, "w") as data, open(path + ".proba", "w") as proba:
         for start in range(0, rows, block):

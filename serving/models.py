@@ -1,0 +1,206 @@
+"""Loaded SavedModel versions and the manager that discovers, loads and retires them.
+
+The manager polls `<base_path>/<version>/` like TF Serving: a new version is loaded (and warmed
+with its assets.extra/tf_serving_warmup_requests) before it replaces the old, so a swap fails no
+request; versions the policy drops are unloaded after the swap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from serving import errors
+from serving.batching import Batcher
+
+AVAILABLE, LOADING, UNLOADING, END, START = 30, 20, 40, 50, 10
+_NP_TO_TF = {np.dtype(np.float32): tf.float32, np.dtype(np.float64): tf.float64, np.dtype(np.int32): tf.int32,
+             np.dtype(np.int64): tf.int64, np.dtype(object): tf.string, np.dtype(bool): tf.bool}
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionPolicy:
+    """latest N versions (TF Serving's default, N=1), or specific versions."""
+    latest: int = 1
+    specific: tuple[int, ...] = ()
+
+    def choose(self, versions: list[int]) -> set[int]:
+        if self.specific:
+            return set(versions) & set(self.specific)
+        return set(sorted(versions)[-self.latest:]) if self.latest > 0 else set()
+
+
+class Signature:
+    """One signature of a loaded version: input specs, validation, and the call (maybe batched)."""
+
+    def __init__(self, name, fn, batching=None):
+        self.name = name
+        self.fn = fn
+        self.inputs = {k: v for k, v in fn.structured_input_signature[1].items()}
+        self.outputs = sorted(fn.structured_outputs)
+        self.batcher = Batcher(self._call, **batching) if batching else None
+
+    def validate(self, arrays: dict) -> int:
+        """Checks names, dtypes and shapes as TF Serving does; returns the batch size."""
+        missing = sorted(set(self.inputs) - set(arrays))
+        extra = sorted(set(arrays) - set(self.inputs))
+        if missing or extra:
+            raise errors.invalid(
+                f"Request inputs do not match required inputs for signature {self.name!r}. "
+                f"Send extra: {extra}. Missing but required: {missing}. Expected inputs: {sorted(self.inputs)}")
+        batch = None
+        for name, spec in self.inputs.items():
+            a = arrays[name]
+            got = _NP_TO_TF.get(a.dtype)
+            if got != spec.dtype:
+                raise errors.invalid(f"input {name!r} expects {spec.dtype.name} but {got.name if got else a.dtype} "
+                                     "is provided")
+            if not spec.shape.is_compatible_with(a.shape):
+                raise errors.invalid(f"input {name!r} expects shape {spec.shape} but got {list(a.shape)}")
+            n = a.shape[0] if a.ndim else None
+            if batch is None:
+                batch = n
+            elif n != batch:
+                raise errors.invalid(f"inputs have different batch sizes ({batch} and {n} for {name!r})")
+        return batch or 0
+
+    def _call(self, arrays: dict) -> dict:
+        out = self.fn(**{k: tf.constant(v) for k, v in arrays.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+    def __call__(self, arrays: dict) -> dict:
+        n = self.validate(arrays)
+        if self.batcher is not None and n:
+            return self.batcher.submit(arrays, n)
+        return self._call(arrays)
+
+
+class LoadedVersion:
+    def __init__(self, model_name: str, version: int, path: str, batching=None):
+        self.model_name, self.version, self.path = model_name, version, path
+        self.module = tf.saved_model.load(path)
+        self.signatures = {k: Signature(k, fn, batching) for k, fn in self.module.signatures.items()}
+        self.signature_defs = _read_signature_defs(path)
+
+    def signature(self, name: str) -> Signature:
+        name = name or "serving_default"
+        if name not in self.signatures:
+            raise errors.invalid(f'Serving signature key "{name}" not found; the model has '
+                                 f"{sorted(self.signatures)}")
+        return self.signatures[name]
+
+    def warm_up(self) -> int:
+        """Replays assets.extra/tf_serving_warmup_requests; returns how many ran."""
+        path = os.path.join(self.path, "assets.extra", "tf_serving_warmup_requests")
+        if not os.path.exists(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2
+        n = 0
+        for record in tf.data.TFRecordDataset(path):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if log.HasField("predict_log"):
+                req = log.predict_log.request
+                self.signature(req.model_spec.signature_name)._call(
+                    {k: tf.make_ndarray(v) for k, v in req.inputs.items()})
+                n += 1
+        return n
+
+    def close(self):
+        for sig in self.signatures.values():
+            if sig.batcher is not None:
+                sig.batcher.close()
+
+
+def _read_signature_defs(path: str) -> dict:
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    meta = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
+    return {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
+
+
+class ModelManager:
+    """The versions of one model: discovery by polling, load-before-unload swaps, labels, states."""
+
+    def __init__(self, name: str, base_path: str, policy: VersionPolicy = VersionPolicy(),
+                 poll_seconds: float = 1.0, labels: dict | None = None, batching: dict | None = None):
+        self.name, self.base_path, self.policy = name, base_path, policy
+        self.poll_seconds, self.labels, self.batching = poll_seconds, dict(labels or {}), batching
+        self._versions: dict[int, LoadedVersion] = {}
+        self.states: dict[int, tuple[int, str]] = {}  # version -> (state, error message)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def on_disk(self) -> list[int]:
+        if not os.path.isdir(self.base_path):
+            return []
+        return sorted(int(d) for d in os.listdir(self.base_path)
+                      if d.isdigit() and os.path.exists(os.path.join(self.base_path, d, "saved_model.pb")))
+
+    def poll(self):
+        wanted = self.policy.choose(self.on_disk())
+        current = set(self._versions)
+        for v in sorted(wanted - current):
+            self.states[v] = (LOADING, "")
+            try:
+                loaded = LoadedVersion(self.name, v, os.path.join(self.base_path, str(v)), self.batching)
+                loaded.warm_up()
+            except Exception as e:  # a broken version must not take the server down
+                self.states[v] = (END, f"failed to load: {e}")
+                continue
+            with self._lock:
+                self._versions = {**self._versions, v: loaded}
+            self.states[v] = (AVAILABLE, "")
+        for v in sorted(current - wanted):
+            self.states[v] = (UNLOADING, "")
+            with self._lock:
+                old = self._versions.get(v)
+                self._versions = {k: x for k, x in self._versions.items() if k != v}
+            if old is not None:
+                old.close()
+            self.states[v] = (END, "")
+
+    def start(self):
+        self.poll()
+        self._thread = threading.Thread(target=self._loop, name=f"poll-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # keep polling; state errors are reported per version
+                pass
+
+    def stop(self):
+        self._stop.set()
+        for v in list(self._versions.values()):
+            v.close()
+
+    def get(self, version: int | None = None, label: str | None = None) -> LoadedVersion:
+        versions = self._versions
+        if label:
+            if label not in self.labels:
+                raise errors.not_found(f"Unrecognized servable version label: {label}")
+            version = self.labels[label]
+        if version is None:
+            if not versions:
+                raise errors.unavailable(f"Servable not found for request: Latest({self.name}): no version is loaded")
+            return versions[max(versions)]
+        if version not in versions:
+            raise errors.not_found(f"Servable not found for request: Specific({self.name}, {version})")
+        return versions[version]
+
+    def wait_until_available(self, timeout: float = 60.0) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            if self._versions:
+                return True
+            time.sleep(0.05)
+        return False

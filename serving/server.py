@@ -1,0 +1,368 @@
+"""A local server that speaks TensorFlow Serving's gRPC and REST APIs, for machines without
+tensorflow_model_server (there is no binary of it on PyPI or Debian).
+
+  python -m serving.server --model_base_path=EXPORT/deepfm --model_name=deepfm --port=8500 \
+      [--rest_api_port=8501] [--enable_batching] [--batching_parameters_file=...]
+
+gRPC: PredictionService.Predict and GetModelMetadata, ModelService.GetModelStatus (Classify,
+Regress and MultiInference answer UNIMPLEMENTED). REST: POST /v1/models/<name>[/versions/<v>|
+/labels/<l>]:predict with "instances" or "inputs"; GET /v1/models/<name>[/versions/<v>] and
+.../metadata. Status codes follow TF Serving: NOT_FOUND for an unknown model or version,
+INVALID_ARGUMENT for missing inputs or wrong dtypes/shapes, RESOURCE_EXHAUSTED above the request
+size cap. Binds 127.0.0.1 unless --host says otherwise; SIGTERM stops it gracefully.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+from serving import errors
+from serving.models import AVAILABLE, ModelManager, VersionPolicy
+
+STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
+
+
+class Registry:
+    """Model name -> ModelManager."""
+
+    def __init__(self, managers: dict[str, ModelManager]):
+        self.managers = managers
+
+    def manager(self, name: str) -> ModelManager:
+        if name not in self.managers:
+            raise errors.not_found(f"Servable not found for request: Latest({name})")
+        return self.managers[name]
+
+    def version(self, spec):
+        m = self.manager(spec.name)
+        version = spec.version.value if spec.HasField("version") else None
+        return m.get(version, spec.version_label or None)
+
+
+def predict(registry: Registry, request) -> predict_pb2.PredictResponse:
+    loaded = registry.version(request.model_spec)
+    sig = loaded.signature(request.model_spec.signature_name)
+    try:
+        arrays = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    except Exception as e:
+        raise errors.invalid(f"cannot read an input tensor: {e}") from None
+    for unknown in set(request.output_filter) - set(sig.outputs):
+        raise errors.invalid(f"output tensor alias not found in signature: {unknown}")
+    outputs = sig(arrays)
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = loaded.model_name
+    response.model_spec.version.value = loaded.version
+    response.model_spec.signature_name = sig.name
+    for name in (request.output_filter or outputs):
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
+    return response
+
+
+def _guard(context, fn):
+    """Runs fn; maps ServingError to its status and anything else to INTERNAL. Never raises to grpc."""
+    try:
+        return fn(), None
+    except errors.ServingError as e:
+        return None, (e.code, e.message)
+    except Exception as e:  # the server never dies on a bad request
+        logging.exception("request failed")
+        return None, (grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, registry):
+        self.registry = registry
+
+    def Predict(self, request, context):
+        result, err = _guard(context, lambda: predict(self.registry, request))
+        if err:
+            context.abort(*err)
+        return result
+
+    def GetModelMetadata(self, request, context):
+        def run():
+            if list(request.metadata_field) != ["signature_def"]:
+                raise errors.invalid("Metadata field signature_def must be requested alone")
+            loaded = self.registry.version(request.model_spec)
+            resp = get_model_metadata_pb2.GetModelMetadataResponse()
+            resp.model_spec.name = loaded.model_name
+            resp.model_spec.version.value = loaded.version
+            sigmap = get_model_metadata_pb2.SignatureDefMap()
+            for k, v in loaded.signature_defs.items():
+                sigmap.signature_def[k].CopyFrom(v)
+            resp.metadata["signature_def"].Pack(sigmap)
+            return resp
+        result, err = _guard(context, run)
+        if err:
+            context.abort(*err)
+        return result
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, registry):
+        self.registry = registry
+
+    def GetModelStatus(self, request, context):
+        def run():
+            m = self.registry.manager(request.model_spec.name)
+            resp = get_model_status_pb2.GetModelStatusResponse()
+            wanted = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            states = {v: s for v, s in m.states.items() if wanted is None or v == wanted}
+            if not states:
+                raise errors.not_found(f"Could not find version {wanted} of model {m.name}" if wanted
+                                       else f"Could not find any versions of model {m.name}")
+            for v, (state, msg) in sorted(states.items()):
+                st = resp.model_version_status.add()
+                st.version, st.state = v, state
+                if msg:
+                    st.status.error_code, st.status.error_message = 13, msg
+            return resp
+        result, err = _guard(context, run)
+        if err:
+            context.abort(*err)
+        return result
+
+
+# ----------------------------------------------------------------------------- REST
+
+_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata)|:(predict))?$")
+_HTTP = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400,
+         grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNAVAILABLE: 503}
+
+
+def _spec(name, version, label):
+    spec = predict_pb2.PredictRequest().model_spec
+    spec.name = name
+    if version:
+        spec.version.value = int(version)
+    if label:
+        spec.version_label = label
+    return spec
+
+
+def _column(values, dtype: tf.DType):
+    if dtype == tf.string:
+        return np.array([v.encode() if isinstance(v, str) else bytes(v) for v in values], dtype=object)
+    return np.array([np.nan if v is None else v for v in values], dtype=dtype.as_numpy_dtype)
+
+
+def rest_predict(registry, name, version, label, body: dict) -> dict:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.CopyFrom(_spec(name, version, label))
+    request.model_spec.signature_name = body.get("signature_name", "")
+    loaded = registry.version(request.model_spec)
+    sig = loaded.signature(request.model_spec.signature_name)
+    if "instances" in body:
+        rows = body["instances"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise errors.invalid('"instances" must be a list of objects, one per row')
+        columns = {k: [r.get(k) for r in rows] for k in sig.inputs}
+        missing = [k for k in sig.inputs if any(r.get(k, ...) is ... for r in rows)]
+        if missing:
+            raise errors.invalid(f"instances lack the inputs {missing}")
+    elif "inputs" in body and isinstance(body["inputs"], dict):
+        columns = body["inputs"]
+    else:
+        raise errors.invalid('the body needs "instances" (row format) or "inputs" (columnar format)')
+    arrays = {}
+    for k, values in columns.items():
+        spec = sig.inputs.get(k)
+        if spec is None:
+            raise errors.invalid(f"unknown input {k!r}; expected {sorted(sig.inputs)}")
+        try:
+            arrays[k] = _column(values, spec.dtype)
+        except (TypeError, ValueError) as e:
+            raise errors.invalid(f"input {k!r} cannot be read as {spec.dtype.name}: {e}") from None
+    outputs = sig(arrays)
+    if "instances" in body:
+        if len(outputs) == 1:
+            return {"predictions": next(iter(outputs.values())).tolist()}
+        n = len(next(iter(outputs.values())))
+        return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()} for i in range(n)]}
+    return {"outputs": {k: v.tolist() for k, v in outputs.items()} if len(outputs) > 1
+            else next(iter(outputs.values())).tolist()}
+
+
+def rest_status(registry, name, version) -> dict:
+    m = registry.manager(name)
+    states = {v: s for v, s in m.states.items() if not version or v == int(version)}
+    if not states:
+        raise errors.not_found(f"Could not find version {version} of model {name}")
+    return {"model_version_status": [
+        {"version": str(v), "state": STATE_NAMES[s], "status": {"error_code": "OK" if not msg else "UNKNOWN",
+                                                                 "error_message": msg}}
+        for v, (s, msg) in sorted(states.items())]}
+
+
+def make_rest_handler(registry, max_body_bytes):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code, payload):
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _serve(self, fn):
+            try:
+                self._send(200, fn())
+            except errors.ServingError as e:
+                self._send(_HTTP.get(e.code, 500), {"error": e.message})
+            except Exception as e:
+                self._send(500, {"error": f"{type(e).__name__}: {e}"})
+
+        def do_GET(self):
+            m = _PATH.match(self.path)
+            if not m or m.group(5):
+                return self._send(404, {"error": f"unknown path {self.path}"})
+            name, version, label, metadata, _ = m.groups()
+            if metadata:
+                def meta():
+                    loaded = registry.version(_spec(name, version, label))
+                    from google.protobuf import json_format
+                    return {"model_spec": {"name": name, "version": str(loaded.version)},
+                            "metadata": {"signature_def": {"signature_def": {
+                                k: json_format.MessageToDict(v) for k, v in loaded.signature_defs.items()}}}}
+                return self._serve(meta)
+            return self._serve(lambda: rest_status(registry, name, version))
+
+        def do_POST(self):
+            m = _PATH.match(self.path)
+            if not m or not m.group(5):
+                return self._send(404, {"error": f"unknown path {self.path}"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > max_body_bytes:
+                self.rfile.read(length)
+                return self._send(413, {"error": f"request of {length} bytes is over the {max_body_bytes}-byte cap"})
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError as e:
+                return self._send(400, {"error": f"malformed JSON: {e}"})
+            name, version, label = m.group(1), m.group(2), m.group(3)
+            self._serve(lambda: rest_predict(registry, name, version, label, body))
+
+    return Handler
+
+
+# ----------------------------------------------------------------------------- the server
+
+class Server:
+    """The gRPC server, optionally the REST server, and the model managers; start() and stop()."""
+
+    def __init__(self, managers: dict, host="127.0.0.1", port=8500, rest_api_port=0,
+                 max_request_bytes=64 << 20, workers=32):
+        self.registry = Registry(managers)
+        self.grpc = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers),
+                                options=[("grpc.max_receive_message_length", max_request_bytes),
+                                         ("grpc.max_send_message_length", 256 << 20)])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(self.registry), self.grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.registry), self.grpc)
+        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {host}:{port}")
+        self.rest = None
+        if rest_api_port:
+            self.rest = ThreadingHTTPServer((host, rest_api_port if rest_api_port > 0 else 0),
+                                            make_rest_handler(self.registry, max_request_bytes))
+            self.rest.daemon_threads = True
+            self.rest_port = self.rest.server_address[1]
+
+    def start(self):
+        for m in self.registry.managers.values():
+            m.start()
+        self.grpc.start()
+        if self.rest is not None:
+            threading.Thread(target=self.rest.serve_forever, daemon=True, name="rest").start()
+        return self
+
+    def stop(self, grace: float = 5.0):
+        self.grpc.stop(grace).wait()
+        if self.rest is not None:
+            self.rest.shutdown()
+        for m in self.registry.managers.values():
+            m.stop()
+
+
+def parse_batching_parameters(path: str | None) -> dict:
+    """The fields of a TF Serving batching_parameters.pbtxt that the local batcher uses."""
+    params = {"max_batch_size": 1024, "batch_timeout_micros": 2000, "num_batch_threads": 4, "max_enqueued_batches": 100}
+    if path:
+        text = open(path).read()
+        for key in params:
+            m = re.search(rf"{key}\s*\{{\s*value:\s*(\d+)\s*\}}", text)
+            if m:
+                params[key] = int(m.group(1))
+    return params
+
+
+def define_flags():
+    """The command-line flags; defined only when this module runs as a program."""
+    flags.DEFINE_string("model_name", "default", "Name the model is served under.")
+    flags.DEFINE_string("model_base_path", None, "Directory holding numbered versions (<base>/<version>/saved_model.pb).")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server beyond this machine.")
+    flags.DEFINE_integer("port", 8500, "gRPC port (0 picks a free one).")
+    flags.DEFINE_integer("rest_api_port", 0, "REST port; 0 disables REST, -1 picks a free port.")
+    flags.DEFINE_boolean("enable_batching", False, "Server-side dynamic batching.")
+    flags.DEFINE_string("batching_parameters_file", None, "TF Serving batching_parameters.pbtxt.")
+    flags.DEFINE_float("file_system_poll_wait_seconds", 1.0, "How often to look for new versions.")
+    flags.DEFINE_integer("num_versions", 1, "Version policy latest-N: serve the newest N versions.")
+    flags.DEFINE_list("specific_versions", [], "Version policy specific: serve exactly these versions.")
+    flags.DEFINE_list("version_labels", [], "label=version pairs, e.g. stable=1,canary=2.")
+    flags.DEFINE_integer("max_request_bytes", 64 << 20, "Requests above this many bytes get RESOURCE_EXHAUSTED.")
+    flags.DEFINE_integer("grpc_workers", 32, "gRPC handler threads.")
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("ERROR")
+    if not FLAGS.model_base_path:
+        sys.exit("server: error: --model_base_path is required")
+    try:
+        labels = {k: int(v) for k, v in (p.split("=") for p in FLAGS.version_labels)}
+        specific = tuple(int(v) for v in FLAGS.specific_versions)
+    except ValueError:
+        sys.exit("server: error: --version_labels takes label=version pairs and --specific_versions integers")
+    batching = parse_batching_parameters(FLAGS.batching_parameters_file) if FLAGS.enable_batching else None
+    manager = ModelManager(FLAGS.model_name, FLAGS.model_base_path,
+                           VersionPolicy(latest=FLAGS.num_versions, specific=specific),
+                           FLAGS.file_system_poll_wait_seconds, labels, batching)
+    server = Server({FLAGS.model_name: manager}, FLAGS.host, FLAGS.port, FLAGS.rest_api_port,
+                    FLAGS.max_request_bytes, FLAGS.grpc_workers).start()
+    if not manager.on_disk():
+        print(f"server: warning: no version under {FLAGS.model_base_path} yet; polling", file=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    rest = f", REST on {FLAGS.host}:{server.rest_port}" if server.rest else ""
+    print(f"serving {FLAGS.model_name} versions {sorted(v for v, (s, _) in manager.states.items() if s == AVAILABLE)} "
+          f"on {FLAGS.host}:{server.port} (gRPC){rest}", flush=True)
+    stop.wait()
+    print("server: stopping", flush=True)
+    server.stop()
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
