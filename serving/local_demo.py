@@ -7,7 +7,6 @@ on the file's first --rows rows, then stops the server with SIGTERM.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,20 +16,18 @@ from absl import app, flags
 
 from ctr_tf import metrics
 from serving import client as client_lib
+from serving.ports import free_port
 
-flags.DEFINE_string("export_dir", None, "The trainer's export directory (<export_dir>/<model>/<version>).")
-flags.DEFINE_string("model", "deepfm", "Model name.")
-flags.DEFINE_string("input", None, "File to score.")
-flags.DEFINE_integer("rows", 20_000, "Rows of the file to score.")
-flags.DEFINE_string("output", None, "Probabilities file.")
+def define_flags():
+    flags.DEFINE_string("export_dir", None, "The trainer's export directory (<export_dir>/<model>/<version>).")
+    flags.DEFINE_string("model", "deepfm", "Model name.")
+    flags.DEFINE_string("input", None, "File to score.")
+    flags.DEFINE_integer("rows", 20_000, "Rows of the file to score.")
+    flags.DEFINE_string("output", None, "Probabilities file.")
+
+
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv):
@@ -62,4 +59,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -35,33 +35,70 @@ class VersionPolicy:
 
 
 class Signature:
-    """One signature of a loaded version: input specs, validation, and the call (maybe batched)."""
+    """One signature of a loaded version: input specs, validation, and the call (maybe batched).
+
+    Unbatched requests take a fast path: the request's serialized TensorProtos go into one traced
+    function that parses them in C++ (tf.io.parse_tensor) and runs the signature, so a request
+    costs one Python->TensorFlow call instead of a numpy and a tensor conversion per input.
+    """
 
     def __init__(self, name, fn, batching=None):
         self.name = name
         self.fn = fn
         self.inputs = {k: v for k, v in fn.structured_input_signature[1].items()}
+        self.input_order = sorted(self.inputs)
         self.outputs = sorted(fn.structured_outputs)
         self.batcher = Batcher(self._call, **batching) if batching else None
+        specs = [self.inputs[k] for k in self.input_order]
+
+        def from_protos(serialized):
+            tensors = {k: tf.ensure_shape(tf.io.parse_tensor(serialized[i], spec.dtype), spec.shape)
+                       for i, (k, spec) in enumerate(zip(self.input_order, specs))}
+            return fn(**tensors)
+        self._from_protos = tf.function(from_protos, input_signature=[tf.TensorSpec([len(specs)], tf.string)])
+
+    def validate_protos(self, protos) -> int:
+        """validate() on TensorProtos, reading only their dtype and shape headers."""
+        return self._check({k: (tf.dtypes.as_dtype(p.dtype) if p.dtype else None, [d.size for d in p.tensor_shape.dim])
+                            for k, p in protos.items()})
+
+    def call_protos(self, protos) -> dict:
+        """Runs the signature on TensorProtos (validated here); returns numpy outputs."""
+        n = self.validate_protos(protos)
+        if self.batcher is not None and n:
+            try:
+                arrays = {k: tf.make_ndarray(v) for k, v in protos.items()}
+            except Exception as e:
+                raise errors.invalid(f"cannot read an input tensor: {e}") from None
+            return self.batcher.submit(arrays, n)
+        serialized = tf.constant([protos[k].SerializeToString() for k in self.input_order])
+        try:
+            out = self._from_protos(serialized)
+        except tf.errors.InvalidArgumentError as e:
+            raise errors.invalid(f"cannot read an input tensor: {e.message}") from None
+        return {k: v.numpy() for k, v in out.items()}
 
     def validate(self, arrays: dict) -> int:
-        """Checks names, dtypes and shapes as TF Serving does; returns the batch size."""
-        missing = sorted(set(self.inputs) - set(arrays))
-        extra = sorted(set(arrays) - set(self.inputs))
+        """Checks names, dtypes and shapes of numpy inputs as TF Serving does; returns the batch size."""
+        return self._check({k: (_NP_TO_TF.get(a.dtype), list(a.shape)) for k, a in arrays.items()})
+
+    def _check(self, given: dict) -> int:
+        """given: input name -> (tf dtype or None, shape). Raises INVALID_ARGUMENT; returns the batch size."""
+        missing = sorted(set(self.inputs) - set(given))
+        extra = sorted(set(given) - set(self.inputs))
         if missing or extra:
             raise errors.invalid(
                 f"Request inputs do not match required inputs for signature {self.name!r}. "
                 f"Send extra: {extra}. Missing but required: {missing}. Expected inputs: {sorted(self.inputs)}")
         batch = None
         for name, spec in self.inputs.items():
-            a = arrays[name]
-            got = _NP_TO_TF.get(a.dtype)
-            if got != spec.dtype:
-                raise errors.invalid(f"input {name!r} expects {spec.dtype.name} but {got.name if got else a.dtype} "
-                                     "is provided")
-            if not spec.shape.is_compatible_with(a.shape):
-                raise errors.invalid(f"input {name!r} expects shape {spec.shape} but got {list(a.shape)}")
-            n = a.shape[0] if a.ndim else None
+            dtype, shape = given[name]
+            if dtype != spec.dtype:
+                raise errors.invalid(f"input {name!r} expects {spec.dtype.name} but "
+                                     f"{dtype.name if dtype else 'an unsupported type'} is provided")
+            if not spec.shape.is_compatible_with(shape):
+                raise errors.invalid(f"input {name!r} expects shape {spec.shape} but got {shape}")
+            n = shape[0] if shape else None
             if batch is None:
                 batch = n
             elif n != batch:

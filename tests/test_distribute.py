@@ -2,7 +2,6 @@
 the same serving signature. Each cluster runs in subprocesses (servers never shut down cleanly)."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from ctr_tf.data import synthetic
+from serving.ports import free_ports
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,16 +22,6 @@ def data_dir(tmp_path_factory):
     synthetic.write(str(d / "s.tsv"), 3000, seed=5, scale=0.0003)
     helpers.convert(str(d / "s.tsv"), d / "tfr", block_rows=128)
     return str(d / "tfr")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def train_args(data_dir, model_dir, strategy, extra=()):
@@ -95,7 +85,7 @@ def test_parameter_server_with_in_process_servers(data_dir, tmp_path):
 import json, os, sys
 sys.path.insert(0, {ROOT!r})
 import ctr_tf, tensorflow as tf
-from tests.test_distribute import free_ports
+from serving.ports import free_ports
 w0, w1, ps, chief = free_ports(4)
 cluster = {{"worker": [f"127.0.0.1:{{w0}}", f"127.0.0.1:{{w1}}"], "ps": [f"127.0.0.1:{{ps}}"],
            "chief": [f"127.0.0.1:{{chief}}"]}}

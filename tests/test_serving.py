@@ -3,7 +3,6 @@ SavedModel's own scores, TF Serving's status codes, version swaps under load, ba
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from ctr_tf.data import synthetic
 from serving import client as client_lib
 from serving import server as server_lib
 from serving.models import ModelManager, VersionPolicy
+from serving.ports import free_port
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,12 +46,6 @@ def setup(tmp_path_factory):
     export_dir = str(d / "export")
     v1 = export_random_model(schema, export_dir, 1)
     return {"dir": d, "schema": schema, "export_dir": export_dir, "v1": v1, "text": str(d / "s.tsv")}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(base, batching=None, max_request_bytes=64 << 20, policy=VersionPolicy(), labels=None, rest=True):

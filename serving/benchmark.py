@@ -1,0 +1,162 @@
+"""Inference benchmark (the seed's section 9 table): batch size x client concurrency.
+
+  python -m serving.benchmark [--export_dir=DIR --model=deepfm] [--seconds=1.5]
+
+Without --export_dir it exports a DeepFM of the seed's shape (embedding 9, MLP 400x3) over a
+synthetic Criteo schema. For batch sizes 1, 16, 100, 128, 1024 and concurrency 1, 8, 32 it prints
+requests/s, rows/s and p50/p99 latency for: the in-process SavedModel call (the floor), the local
+gRPC server without and with dynamic batching, and REST. Servers run in their own processes;
+requests are built before timing, so the figures are the serving path's.
+Goals (2 cores): p99 <= 10 ms for a 100-row request at concurrency 1; gRPC <= 1.5x the
+in-process time at batch 128; batching >= 3x the rows/s of unbatched at concurrency 32, batch 1.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from ctr_tf import config as cfg_lib
+from ctr_tf import export as export_lib
+from ctr_tf import models
+from ctr_tf.data import convert, synthetic
+from serving import client as client_lib
+from serving.ports import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def define_flags():
+    flags.DEFINE_string("export_dir", None, "An export directory (<export_dir>/<model>/<version>); default: make one.")
+    flags.DEFINE_string("model", "deepfm", "Model name.")
+    flags.DEFINE_list("batch_sizes", ["1", "16", "100", "128", "1024"], "Rows per request.")
+    flags.DEFINE_list("concurrency", ["1", "8", "32"], "Client threads.")
+    flags.DEFINE_list("modes", ["in_process", "grpc", "grpc_batching", "rest"], "What to measure.")
+    flags.DEFINE_float("seconds", 1.5, "Measured seconds per cell.")
+
+
+FLAGS = flags.FLAGS
+
+
+def make_export(work: str) -> tuple[str, str]:
+    text = os.path.join(work, "s.tsv")
+    synthetic.write(text, 20_000, seed=0)
+    schema = convert.convert(convert.ConvertConfig(inputs=(text,), output_dir=os.path.join(work, "tfr"), progress=False))
+    model = models.build(schema, cfg_lib.ModelConfig(name="deepfm", embedding_dim=9, hidden_units=(400, 400, 400)))
+    export_lib.export(model, schema, os.path.join(work, "export"), "deepfm")
+    return os.path.join(work, "export"), text
+
+
+def measure(fn, concurrency: int, seconds: float):
+    """Runs fn() from `concurrency` threads for `seconds`; returns (requests/s, latencies in ms)."""
+    lat: list[float] = []
+    errors = []
+    stop = threading.Event()
+
+    def worker():
+        local = []
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                fn()
+            except Exception as e:  # counted: a benchmark that hides failures lies
+                errors.append(e)
+                continue
+            local.append((time.perf_counter() - t) * 1000)
+        lat.extend(local)
+    for _ in range(3):
+        fn()  # warm-up
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    return len(lat) / elapsed, np.array(lat)
+
+
+def start_server(base, port, rest_port=0, batching=False):
+    args = [sys.executable, "-m", "serving.server", f"--model_name={FLAGS.model}", f"--model_base_path={base}",
+            f"--port={port}", f"--rest_api_port={rest_port}"]
+    if batching:
+        args += ["--enable_batching", f"--batching_parameters_file={os.path.join(os.path.dirname(base), 'batching_parameters.pbtxt')}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client_lib.PredictClient(f"127.0.0.1:{port}", FLAGS.model).wait_until_available(120)
+    return proc
+
+
+def main(argv):
+    del argv
+    sys.setswitchinterval(0.0005)  # as the server does: fast handoffs between gRPC and caller threads
+    work = tempfile.mkdtemp(prefix="ctr_tf_serving_bench_")
+    text = None
+    export_dir = FLAGS.export_dir
+    if export_dir is None:
+        export_dir, text = make_export(work)
+    base = os.path.join(export_dir, FLAGS.model)
+    version = export_lib.latest_version_dir(export_dir, FLAGS.model)
+    if text is None:
+        text = os.path.join(work, "rows.tsv")
+        synthetic.write(text, 2048, seed=1)
+    sizes = [int(b) for b in FLAGS.batch_sizes]
+    all_rows = next(client_lib.read_batches(text, max(sizes))).rows
+    rows = {b: {k: v[:b] for k, v in all_rows.items()} for b in sizes}
+    ports = {m: free_port() for m in ("grpc", "grpc_batching", "rest")}
+    procs = []
+    if "grpc" in FLAGS.modes or "rest" in FLAGS.modes:
+        procs.append(start_server(base, ports["grpc"], rest_port=ports["rest"]))
+    if "grpc_batching" in FLAGS.modes:
+        procs.append(start_server(base, ports["grpc_batching"], batching=True))
+    fn = tf.saved_model.load(version).signatures["serving_default"]
+    results = []
+    try:
+        for mode in FLAGS.modes:
+            for b in sizes:
+                if mode == "in_process":
+                    tensors = {k: tf.constant(v) for k, v in rows[b].items()}
+                    call = lambda t=tensors: fn(**t)["probability"].numpy()  # noqa: E731
+                elif mode in ("grpc", "grpc_batching"):
+                    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+                        grpc.insecure_channel(f"127.0.0.1:{ports[mode]}"))
+                    req = client_lib.PredictClient("127.0.0.1:1", FLAGS.model).request(rows[b])
+                    call = lambda s=stub, r=req: s.Predict(r, timeout=30)  # noqa: E731
+                else:
+                    body = json.dumps({"instances": [
+                        {k: (None if isinstance(v[i], float) and np.isnan(v[i]) else
+                             v[i].decode() if isinstance(v[i], bytes) else float(v[i])) for k, v in rows[b].items()}
+                        for i in range(b)]}).encode()
+                    url = f"http://127.0.0.1:{ports['rest']}/v1/models/{FLAGS.model}:predict"
+                    call = lambda u=url, d=body: urllib.request.urlopen(urllib.request.Request(u, d), timeout=30).read()  # noqa: E731
+                for c in [int(x) for x in FLAGS.concurrency]:
+                    rps, lat = measure(call, c, FLAGS.seconds)
+                    results.append((mode, b, c, rps, rps * b, np.percentile(lat, 50), np.percentile(lat, 99)))
+                    print(f"{mode:<14} batch {b:>5} conc {c:>3}: {rps:>9,.0f} req/s {rps * b:>11,.0f} rows/s "
+                          f"p50 {results[-1][5]:7.2f} ms p99 {results[-1][6]:7.2f} ms", flush=True)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+    print(f"\nDeepFM inference, {os.cpu_count()} CPUs; export {version}")
+    print(f"{'mode':<14} {'batch':>5} {'conc':>4} {'req/s':>9} {'rows/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    for mode, b, c, rps, rowsps, p50, p99 in results:
+        print(f"{mode:<14} {b:>5} {c:>4} {rps:>9,.0f} {rowsps:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
