@@ -1,0 +1,64 @@
+"""The README's commands, run as a user runs them (smaller sizes), so the README stays true."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args, timeout=600):
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    return proc.stdout + proc.stderr
+
+
+def test_demo_runs_the_whole_chain(tmp_path):
+    out = run("pipelines.demo", f"--work_dir={tmp_path / 'demo'}", "--rows=20000", "--epochs=1")
+    assert "exported SavedModel" in out
+    assert "scored 20,000 raw rows over gRPC: AUC" in out
+    assert "demo done" in out
+
+
+def test_convert_command_on_a_real_file_prints_the_summary(tmp_path):
+    path = helpers.shared_file("criteo", "paddlerec_raw_c_stripped.txt")
+    out = run("pipelines.criteo_to_tfrecords", f"--input={path}", f"--output_dir={tmp_path / 'o'}",
+              "--categorical_encoding=hash", "--hash_buckets=1000", "--split=9,1,0")
+    assert "rows read 100  written 100  rejected 0" in out
+    assert os.path.exists(tmp_path / "o" / "schema.json")
+
+
+def test_convert_command_reports_errors_without_a_traceback(tmp_path):
+    bad = tmp_path / "x.txt"
+    bad.write_text("not ctr data at all\n")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.criteo_to_tfrecords", f"--input={bad}",
+                           f"--output_dir={tmp_path / 'o'}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "criteo_to_tfrecords: error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_helpfull_documents_the_run_flags():
+    proc = subprocess.run([sys.executable, "-m", "ctr_tf.train", "--helpfull"], cwd=ROOT, capture_output=True, text=True)
+    for flag in ("--model", "--data_dir", "--model_dir", "--epochs", "--batch_size", "--learning_rate", "--optimizer",
+                 "--mode", "--export_dir", "--precision", "--strategy", "--eval_epochs", "--warm_start_from"):
+        assert flag in proc.stdout, flag
+
+
+def test_data_benchmark_prints_its_table(tmp_path):
+    out = run("pipelines.benchmark_data", "--rows=20000", f"--work_dir={tmp_path}")
+    assert "raw line read + split (Python, the floor)" in out and "TFRecord read + parse" in out
+
+
+def test_train_benchmark_prints_its_table(tmp_path):
+    out = run("pipelines.benchmark_train", "--sizes=20000", "--rows=5000", "--steps=2", "--warmup=1",
+              "--batch_size=256", "--optimizers=lazy_adam", "--precisions=float32", f"--work_dir={tmp_path}")
+    assert "obvious Keras DeepFM, Adam, float32" in out and "ctr_tf DeepFM, lazy_adam, float32" in out
+
+
+def test_serving_benchmark_prints_its_table():
+    out = run("serving.benchmark", "--seconds=0.2", "--batch_sizes=1,16", "--concurrency=1,2")
+    for mode in ("in_process", "grpc", "grpc_batching", "rest"):
+        assert f"\n{mode}" in out
