@@ -184,7 +184,7 @@ def test_bad_requests_get_tf_serving_status_codes_and_the_server_keeps_answering
     elif case == "extra_input":
         rows = {**rows, "C99": rows["C1"]}
     elif case == "wrong_dtype":
-        rows = {**rows, "I1": rows["I1"].astype(np.int64)}
+        rows = {**rows, "I1": np.nan_to_num(rows["I1"]).astype(np.int64)}
     elif case == "wrong_shape":
         rows = {**rows, "I2": rows["I2"].reshape(-1, 1)}
     elif case == "ragged_batch":
