@@ -6,6 +6,7 @@ from absl import app, logging
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import flags as ctr_flags
+from ctr_tf import schema as schema_lib
 
 ctr_flags.define_flags()
 
@@ -19,7 +20,7 @@ def main(argv):
     try:
         cfg = ctr_flags.config_from_flags()
         trainer.run(cfg, ctr_flags.FLAGS.flags_into_string())
-    except (cfg_lib.ConfigError, trainer.TrainingError) as e:
+    except (cfg_lib.ConfigError, trainer.TrainingError, schema_lib.SchemaError) as e:
         sys.exit(f"train: error: {e}")
 
 

@@ -2,6 +2,7 @@
 
 A batch closes when it holds max_batch_size rows or batch_timeout_micros passed since its first
 request; num_batch_threads batches run at once. A request larger than max_batch_size runs alone.
+run_batch([(payload, rows), ...]) returns one result per payload, from one model call.
 More than max_enqueued_batches batches waiting -> UNAVAILABLE, as TF Serving answers.
 """
 from __future__ import annotations
@@ -11,15 +12,13 @@ import threading
 import time
 from concurrent.futures import Future
 
-import numpy as np
-
 from serving import errors
 
 
 class Batcher:
-    def __init__(self, fn, max_batch_size=1024, batch_timeout_micros=2000, num_batch_threads=4,
+    def __init__(self, run_batch, max_batch_size=1024, batch_timeout_micros=2000, num_batch_threads=4,
                  max_enqueued_batches=100):
-        self.fn = fn
+        self.run_batch = run_batch
         self.max_batch_size = int(max_batch_size)
         self.timeout = batch_timeout_micros / 1e6
         self.max_pending = int(max_enqueued_batches) * self.max_batch_size
@@ -32,15 +31,15 @@ class Batcher:
         for t in self.threads:
             t.start()
 
-    def submit(self, arrays: dict, n: int) -> dict:
+    def submit(self, payload, n: int) -> dict:
         if n > self.max_batch_size:
-            return self.fn(arrays)
+            return self.run_batch([(payload, n)])[0]
         with self.lock:
             if self.pending_rows + n > self.max_pending:
                 raise errors.unavailable("the batch queue is full; retry later")
             self.pending_rows += n
         fut: Future = Future()
-        self.queue.put((arrays, n, fut))
+        self.queue.put((payload, n, fut))
         return fut.result()
 
     def _loop(self):
@@ -75,13 +74,7 @@ class Batcher:
 
     def _run(self, items):
         try:
-            if len(items) == 1:
-                outs = [self.fn(items[0][0])]
-            else:
-                merged = {k: np.concatenate([a[k] for a, _, _ in items]) for k in items[0][0]}
-                out = self.fn(merged)
-                bounds = np.cumsum([0] + [n for _, n, _ in items])
-                outs = [{k: v[bounds[i]:bounds[i + 1]] for k, v in out.items()} for i in range(len(items))]
+            outs = self.run_batch([(payload, n) for payload, n, _ in items])
             for (_, _, fut), o in zip(items, outs):
                 fut.set_result(o)
         except Exception as e:

@@ -13,13 +13,12 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 from serving import errors
 from serving.batching import Batcher
 
 AVAILABLE, LOADING, UNLOADING, END, START = 30, 20, 40, 50, 10
-_NP_TO_TF = {np.dtype(np.float32): tf.float32, np.dtype(np.float64): tf.float64, np.dtype(np.int32): tf.int32,
-             np.dtype(np.int64): tf.int64, np.dtype(object): tf.string, np.dtype(bool): tf.bool}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +34,12 @@ class VersionPolicy:
 
 
 class Signature:
-    """One signature of a loaded version: input specs, validation, and the call (maybe batched).
+    """One signature of a loaded version: input checks and the call, batched or not.
 
-    Unbatched requests take a fast path: the request's serialized TensorProtos go into one traced
-    function that parses them in C++ (tf.io.parse_tensor) and runs the signature, so a request
-    costs one Python->TensorFlow call instead of a numpy and a tensor conversion per input.
+    Requests stay TensorProtos: an unbatched request's serialized bytes go into one traced
+    function that parses them in C++ (tf.io.parse_tensor) and runs the signature; a batch is
+    merged per input straight from the protos' value fields (tensor_content, string_val) and
+    runs the signature once. No request becomes a numpy object array and back.
     """
 
     def __init__(self, name, fn, batching=None):
@@ -48,39 +48,18 @@ class Signature:
         self.inputs = {k: v for k, v in fn.structured_input_signature[1].items()}
         self.input_order = sorted(self.inputs)
         self.outputs = sorted(fn.structured_outputs)
-        self.batcher = Batcher(self._call, **batching) if batching else None
         specs = [self.inputs[k] for k in self.input_order]
 
-        def from_protos(serialized):
-            tensors = {k: tf.ensure_shape(tf.io.parse_tensor(serialized[i], spec.dtype), spec.shape)
-                       for i, (k, spec) in enumerate(zip(self.input_order, specs))}
-            return fn(**tensors)
-        self._from_protos = tf.function(from_protos, input_signature=[tf.TensorSpec([len(specs)], tf.string)])
+        def run_one(serialized):  # [inputs]: the unbatched path, without the map_fn loop
+            return fn(**{k: tf.ensure_shape(tf.io.parse_tensor(serialized[j], spec.dtype), spec.shape)
+                         for j, (k, spec) in enumerate(zip(self.input_order, specs))})
+        self._run_one = tf.function(run_one, input_signature=[tf.TensorSpec([len(specs)], tf.string)])
+        self.batcher = Batcher(self._call_batch, **batching) if batching else None
 
-    def validate_protos(self, protos) -> int:
-        """validate() on TensorProtos, reading only their dtype and shape headers."""
+    def validate(self, protos) -> int:
+        """Checks names, dtypes and shapes from the TensorProtos' headers; returns the batch size."""
         return self._check({k: (tf.dtypes.as_dtype(p.dtype) if p.dtype else None, [d.size for d in p.tensor_shape.dim])
                             for k, p in protos.items()})
-
-    def call_protos(self, protos) -> dict:
-        """Runs the signature on TensorProtos (validated here); returns numpy outputs."""
-        n = self.validate_protos(protos)
-        if self.batcher is not None and n:
-            try:
-                arrays = {k: tf.make_ndarray(v) for k, v in protos.items()}
-            except Exception as e:
-                raise errors.invalid(f"cannot read an input tensor: {e}") from None
-            return self.batcher.submit(arrays, n)
-        serialized = tf.constant([protos[k].SerializeToString() for k in self.input_order])
-        try:
-            out = self._from_protos(serialized)
-        except tf.errors.InvalidArgumentError as e:
-            raise errors.invalid(f"cannot read an input tensor: {e.message}") from None
-        return {k: v.numpy() for k, v in out.items()}
-
-    def validate(self, arrays: dict) -> int:
-        """Checks names, dtypes and shapes of numpy inputs as TF Serving does; returns the batch size."""
-        return self._check({k: (_NP_TO_TF.get(a.dtype), list(a.shape)) for k, a in arrays.items()})
 
     def _check(self, given: dict) -> int:
         """given: input name -> (tf dtype or None, shape). Raises INVALID_ARGUMENT; returns the batch size."""
@@ -105,15 +84,71 @@ class Signature:
                 raise errors.invalid(f"inputs have different batch sizes ({batch} and {n} for {name!r})")
         return batch or 0
 
-    def _call(self, arrays: dict) -> dict:
-        out = self.fn(**{k: tf.constant(v) for k, v in arrays.items()})
+    def _serialized(self, protos) -> list[bytes]:
+        return [protos[k].SerializeToString() for k in self.input_order]
+
+    def _numpy(self, out) -> dict:
         return {k: v.numpy() for k, v in out.items()}
 
-    def __call__(self, arrays: dict) -> dict:
-        n = self.validate(arrays)
+    def call_one(self, protos) -> dict:
+        """Runs the signature on one request's TensorProtos, unbatched; returns numpy outputs."""
+        try:
+            return self._numpy(self._run_one(tf.constant(self._serialized(protos))))
+        except tf.errors.InvalidArgumentError as e:
+            raise errors.invalid(f"cannot read an input tensor: {e.message}") from None
+
+    def _call_batch(self, items: list) -> list[dict]:
+        """items: [(protos, rows)] -> one output dict per item, from a single model call."""
+        if len(items) == 1:
+            return [self.call_one(items[0][0])]
+        merged = [_merge([p[k] for p, _ in items], self.inputs[k]) for k in self.input_order]
+        out = self._numpy(self._run_one(tf.constant(merged)))
+        bounds = np.cumsum([0] + [n for _, n in items])
+        return [{k: v[bounds[i]:bounds[i + 1]] for k, v in out.items()} for i in range(len(items))]
+
+    def call_protos(self, protos) -> dict:
+        """Checks and runs a request given as a map of TensorProtos (a PredictRequest's inputs)."""
+        n = self.validate(protos)
         if self.batcher is not None and n:
-            return self.batcher.submit(arrays, n)
-        return self._call(arrays)
+            return self.batcher.submit(protos, n)
+        return self.call_one(protos)
+
+    def __call__(self, arrays: dict) -> dict:
+        """The same on numpy arrays (REST)."""
+        return self.call_protos({k: tf.make_tensor_proto(v) for k, v in arrays.items()})
+
+
+_VALUE_FIELDS = {tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val", tf.int64: "int64_val",
+                 tf.bool: "bool_val", tf.string: "string_val"}
+
+
+def _values(proto, dtype):
+    """The values of one TensorProto as a flat list or array (repeated-field fill included)."""
+    n = int(np.prod([d.size for d in proto.tensor_shape.dim])) if proto.tensor_shape.dim else 1
+    if dtype != tf.string and proto.tensor_content:
+        return np.frombuffer(proto.tensor_content, dtype.as_numpy_dtype)
+    values = getattr(proto, _VALUE_FIELDS[dtype])
+    if len(values) == 1 and n > 1:  # TF's encoding of a tensor filled with one value
+        return list(values) * n if dtype == tf.string else np.full(n, values[0], dtype.as_numpy_dtype)
+    return list(values) if dtype == tf.string else np.asarray(values, dtype.as_numpy_dtype)
+
+
+def _merge(protos, spec) -> bytes:
+    """One serialized TensorProto holding the requests' tensors of one input, concatenated along
+    the batch axis: byte joins and repeated-field extends, no TensorFlow op per input."""
+    if spec.dtype not in _VALUE_FIELDS:
+        raise errors.invalid(f"dtype {spec.dtype.name} is not supported with batching")
+    out = tensor_pb2.TensorProto(dtype=spec.dtype.as_datatype_enum)
+    out.tensor_shape.dim.add(size=sum(p.tensor_shape.dim[0].size for p in protos))
+    for d in spec.shape.as_list()[1:]:
+        out.tensor_shape.dim.add(size=d)
+    if spec.dtype != tf.string and all(p.tensor_content for p in protos):
+        out.tensor_content = b"".join(p.tensor_content for p in protos)
+    else:
+        field = getattr(out, _VALUE_FIELDS[spec.dtype])
+        for p in protos:
+            field.extend(_values(p, spec.dtype))
+    return out.SerializeToString()
 
 
 class LoadedVersion:
@@ -141,8 +176,7 @@ class LoadedVersion:
             log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
             if log.HasField("predict_log"):
                 req = log.predict_log.request
-                self.signature(req.model_spec.signature_name)._call(
-                    {k: tf.make_ndarray(v) for k, v in req.inputs.items()})
+                self.signature(req.model_spec.signature_name).call_one(req.inputs)
                 n += 1
         return n
 

@@ -285,8 +285,8 @@ def test_dynamic_batching_merges_concurrent_requests_with_identical_scores(setup
     try:
         sig = s.registry.manager("deepfm").get().signature("serving_default")
         calls = []
-        inner = sig.batcher.fn
-        sig.batcher.fn = lambda arrays: calls.append(len(next(iter(arrays.values())))) or inner(arrays)
+        inner = sig.batcher.run_batch
+        sig.batcher.run_batch = lambda items: calls.append(sum(n for _, n in items)) or inner(items)
         rows, _ = raw_rows(setup["text"], 64)
         expected = saved_model_scores(setup["v1"], rows)
         results = {}

@@ -306,26 +306,39 @@ class Converter:
         return kept, rejects
 
     # -- pass 1: vocabulary counts over the training split
-    def count_vocabulary(self) -> dict[str, collections.Counter]:
-        names = src_names = self.sources[0].parser.cat_names
-        counters = {n: collections.Counter() for n in names}
+    def count_vocabulary(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Pass 1: per field, the training split's values seen >= min_count times, with counts.
+
+        Counts accumulate in TensorFlow hash tables (one per field): merging a chunk is one
+        lookup and one insert per field in C++, with no Python object per value.
+        """
+        names = self.sources[0].parser.cat_names
         params = {f.source: f.params for f in build_features(self.format, self.cfg)
                   if f.kind == schema_lib.CATEGORICAL and f.source in names}
+        tables = [tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0) for _ in names]
 
         @tf.function(input_signature=[tf.TensorSpec([None, len(names)], tf.string)])
         def unique_counts(cat):
             out = []
             for c, name in enumerate(names):
-                u, _, k = tf.unique_with_counts(preprocessing.normalize_strings(cat[:, c], params[name]))
+                u, _, k = tf.unique_with_counts(preprocessing.normalize_strings(cat[:, c], params[name]),
+                                                out_idx=tf.int64)
                 out.append((u, k))
             return out
+
+        pair = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64))
+
+        @tf.function(input_signature=[[pair] * len(names)])
+        def accumulate(uniques):
+            for table, (u, k) in zip(tables, uniques):
+                table.insert(u, table.lookup(u) + k)
+            return tf.constant(0)
 
         def work(src, line_no, lines):
             ok, _, _, cat = src.parser.fast(tf.constant(lines))
             ok = ok.numpy()
             train = self._split_of(src, np.arange(line_no, line_no + len(lines), dtype=np.int64)) == 0
-            keep = ok & train
-            return src, line_no, lines, np.flatnonzero(~ok), unique_counts(tf.boolean_mask(cat, keep))
+            return src, line_no, lines, np.flatnonzero(~ok), unique_counts(tf.boolean_mask(cat, ok & train))
 
         start = time.time()
         state = {"rows": 0, "bytes": 0}
@@ -333,32 +346,33 @@ class Converter:
 
         def consume(result):
             src, line_no, lines, bad, uniq = result
-            for name, (u, k) in zip(src_names, uniq):
-                counters[name].update(dict(zip(u.numpy().tolist(), k.numpy().tolist())))
+            accumulate(uniq)  # in the main thread, in input order: no two updates race
             kept, _ = self._slow(src, lines, bad, line_no)
             train = [cat for ln, (_, _, cat) in kept if self._split_of(src, np.array([ln]))[0] == 0]
             if train:
-                for name, (u, k) in zip(src_names, unique_counts(tf.constant(train, tf.string))):
-                    counters[name].update(dict(zip(u.numpy().tolist(), k.numpy().tolist())))
+                accumulate(unique_counts(tf.constant(train, tf.string)))
             state["rows"] += len(lines)
             state["bytes"] += sum(map(len, lines)) + len(lines)
             progress.update("pass 1/2 vocabulary", state["rows"], state["bytes"], 0, start)
 
         self._pipeline(work, consume)
         progress.update("pass 1/2 vocabulary", state["rows"], state["bytes"], 0, start, force=True)
-        for c in counters.values():
-            c.pop(b"", None)
-        return counters
+        out = {}
+        for name, table in zip(names, tables):
+            keys, counts = table.export()
+            keep = tf.logical_and(counts >= self.cfg.min_count, tf.not_equal(keys, ""))
+            out[name] = (tf.boolean_mask(keys, keep).numpy(), tf.boolean_mask(counts, keep).numpy())
+        return out
 
-    def write_vocabularies(self, counters, directory) -> dict[str, int]:
+    def write_vocabularies(self, vocabularies, directory) -> dict[str, int]:
+        """vocab/<field>.txt, most frequent first (ties by value), one value a line; returns sizes."""
         os.makedirs(os.path.join(directory, "vocab"), exist_ok=True)
         sizes = {}
-        for name, counter in counters.items():
-            kept = sorted(((v, k) for k, v in counter.items() if v >= self.cfg.min_count),
-                          key=lambda t: (-t[0], t[1]))
+        for name, (keys, counts) in vocabularies.items():
+            ordered = sorted(zip((-counts).tolist(), keys.tolist()))
             with open(os.path.join(directory, "vocab", f"{name}.txt"), "wb") as f:
-                f.writelines(k + b"\n" for _, k in kept)
-            sizes[name] = len(kept)
+                f.writelines(k + b"\n" for _, k in ordered)
+            sizes[name] = len(ordered)
         return sizes
 
     @property
