@@ -426,6 +426,8 @@ def run(cfg: cfg_lib.ExperimentConfig, flags_text: str = "") -> dict:
     if mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
         r.train()
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
+            if cfg.train.early_stopping_patience:
+                r.restore_for_export()  # the best validation epoch, whether or not training stopped early
             out["test"] = r.final_evaluation()
             if r.chief:
                 out["export"] = r.export()

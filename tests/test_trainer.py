@@ -181,6 +181,15 @@ def test_lr_schedules_change_the_learning_rate(data_dir, tmp_path, schedule, ext
     assert trainer.current_lr(r.optimizer) < cfg.train.learning_rate
 
 
+def test_train_and_evaluate_with_early_stopping_evaluates_the_best_epoch(data_dir, tmp_path):
+    md = tmp_path / "m"
+    out = trainer.run(make_cfg(data_dir, md, epochs=3, early_stopping_patience=5, learning_rate=0.05))
+    best = json.load(open(md / "best_epoch.json"))
+    r = trainer.Run(make_cfg(data_dir, md, early_stopping_patience=5, mode=cfg_lib.Mode.EXPORT))
+    r.restore_epoch(best["epoch"])
+    assert trainer.evaluate(r.model, r.dataset("test", False))["auc"] == pytest.approx(out["test"]["auc"], abs=1e-9)
+
+
 def test_early_stopping_exports_the_best_epoch(data_dir, tmp_path):
     md = tmp_path / "m"
     trainer.run(make_cfg(data_dir, md, epochs=4, early_stopping_patience=1, learning_rate=0.05,
