@@ -115,7 +115,9 @@ def test_existing_output_needs_overwrite(tmp_path):
     helpers.convert(path, tmp_path / "out")
     with pytest.raises(convert.ConversionError, match="--overwrite"):
         helpers.convert(path, tmp_path / "out")
+    (tmp_path / "out" / "mine.tfrecord").write_bytes(b"not ours")
     assert helpers.convert(path, tmp_path / "out", overwrite=True).info["rows_written"] == 1
+    assert (tmp_path / "out" / "mine.tfrecord").read_bytes() == b"not ours"
 
 
 def test_gzip_input_gives_the_same_records_as_plain(tmp_path):

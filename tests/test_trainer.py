@@ -1,5 +1,4 @@
 """The trainer end to end on converted synthetic data: checkpoints, resume, evaluation, export."""
-import dataclasses
 import glob
 import json
 import os

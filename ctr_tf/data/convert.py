@@ -14,9 +14,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -35,6 +35,7 @@ SPLITS = ("train", "valid", "test")
 DENSE_TRANSFORMS = ("auto", "log1p", "bucketize", "minmax", "identity")
 ENCODINGS = ("vocab", "hash")
 REJECTS_FILE = "rejects.tsv"
+_SHARD_NAME = re.compile(r"(train|valid|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?")
 
 
 class ConversionError(RuntimeError):
@@ -391,7 +392,7 @@ class Converter:
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         try:
-            schema = self._run_into(tmp)
+            self._run_into(tmp)
             self._publish(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -399,8 +400,8 @@ class Converter:
         return schema_lib.load(out)
 
     def _publish(self, tmp, out):
-        for name in os.listdir(out):
-            if (name.endswith((".tfrecord", ".tfrecord.gz")) or name in ("vocab", REJECTS_FILE)):
+        for name in os.listdir(out):  # only what a previous conversion wrote
+            if _SHARD_NAME.fullmatch(name) or name in ("vocab", REJECTS_FILE):
                 p = os.path.join(out, name)
                 shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
         old_schema = os.path.join(out, schema_lib.SCHEMA_FILE)
