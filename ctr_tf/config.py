@@ -73,6 +73,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "deepfm"
     embedding_dim: int = 16
+    embedding_init_std: float = 1e-4
     hidden_units: tuple[int, ...] = (400, 400, 400)
     activation: str = "relu"
     dropout: float = 0.0
@@ -84,6 +85,7 @@ class ModelConfig:
         from ctr_tf.models import registry
         _check(self.name in registry.names(), "model", self.name, f"unknown model; known: {', '.join(registry.names())}")
         _check(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
+        _check(self.embedding_init_std > 0, "embedding_init_std", self.embedding_init_std, "must be > 0")
         _check(all(u >= 1 for u in self.hidden_units), "hidden_units", list(self.hidden_units), "units must be >= 1")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _check(self.embedding_l2 >= 0, "embedding_l2", self.embedding_l2, "must be >= 0")

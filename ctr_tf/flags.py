@@ -36,6 +36,8 @@ def define_flags():
     flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N epoch checkpoints; 0 keeps all.")
     # The model.
     flags.DEFINE_integer("embedding_dim", 16, "Embedding size of every field.")
+    flags.DEFINE_float("embedding_init_std", 1e-4, "Std of the truncated-normal embedding init (BARS: 1e-4; "
+                       "PaddleRec DeepFM: 0.1/sqrt(embedding_dim)).")
     flags.DEFINE_list("hidden_units", ["400", "400", "400"], "MLP layer sizes.")
     flags.DEFINE_string("activation", "relu", "MLP activation.")
     flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.")
@@ -73,7 +75,8 @@ def config_from_flags() -> cfg_lib.ExperimentConfig:
     return cfg_lib.ExperimentConfig(
         data=cfg_lib.DataConfig(data_dir=FLAGS.data_dir, eval_split=FLAGS.eval_split, test_split=FLAGS.test_split),
         model=cfg_lib.ModelConfig(
-            name=FLAGS.model, embedding_dim=FLAGS.embedding_dim, hidden_units=hidden,
+            name=FLAGS.model, embedding_dim=FLAGS.embedding_dim, embedding_init_std=FLAGS.embedding_init_std,
+            hidden_units=hidden,
             activation=FLAGS.activation, dropout=FLAGS.dropout, batch_norm=FLAGS.batch_norm,
             embedding_l2=FLAGS.embedding_l2, dense_l2=FLAGS.dense_l2),
         train=cfg_lib.TrainConfig(

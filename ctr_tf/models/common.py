@@ -14,9 +14,10 @@ def field_vectors(inputs, schema, cfg, dense_as_fields=True) -> tf.Tensor:
     parts = []
     if schema.categorical_features:
         parts.append(layers.FieldEmbedding(schema.vocab_sizes, cfg.embedding_dim, l2=cfg.embedding_l2,
-                                           name="embedding")(inputs["cat"]))
+                                           init_std=cfg.embedding_init_std, name="embedding")(inputs["cat"]))
     if dense_as_fields and schema.dense_features:
-        parts.append(layers.DenseFieldEmbedding(cfg.embedding_dim, name="dense_embedding")(inputs["dense"]))
+        parts.append(layers.DenseFieldEmbedding(cfg.embedding_dim, init_std=cfg.embedding_init_std,
+                                                name="dense_embedding")(inputs["dense"]))
     return parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(axis=1, name="fields")(parts)
 
 
@@ -25,7 +26,7 @@ def flat_embeddings_and_dense(inputs, schema, cfg) -> tf.Tensor:
     parts = []
     if schema.categorical_features:
         emb = layers.FieldEmbedding(schema.vocab_sizes, cfg.embedding_dim, l2=cfg.embedding_l2,
-                                    name="embedding")(inputs["cat"])
+                                    init_std=cfg.embedding_init_std, name="embedding")(inputs["cat"])
         parts.append(tf.keras.layers.Flatten()(emb))
     if schema.dense_features:
         parts.append(tf.keras.layers.Activation("linear")(inputs["dense"]))
