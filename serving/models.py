@@ -251,6 +251,8 @@ class ModelManager:
 
     def stop(self):
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
         for v in list(self._versions.values()):
             v.close()
 

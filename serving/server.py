@@ -3,6 +3,7 @@ tensorflow_model_server (there is no binary of it on PyPI or Debian).
 
   python -m serving.server --model_base_path=EXPORT/deepfm --model_name=deepfm --port=8500 \
       [--rest_api_port=8501] [--enable_batching] [--batching_parameters_file=...]
+  python -m serving.server --model_config_file=EXPORT/models.config   # every exported model
 
 gRPC: PredictionService.Predict and GetModelMetadata, ModelService.GetModelStatus (Classify,
 Regress and MultiInference answer UNIMPLEMENTED). REST: POST /v1/models/<name>[/versions/<v>|
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import re
 import signal
 import sys
@@ -301,6 +303,39 @@ class Server:
             m.stop()
 
 
+def managers_from_config(path: str, poll_seconds: float, batching: dict | None) -> dict[str, ModelManager]:
+    """ModelManagers for every model of a TF Serving models.config (ModelServerConfig, text format).
+
+    A base_path that does not exist here but names a folder beside the config file (the Docker
+    recipe mounts the export directory at /models) is taken from beside the config file.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        with open(path) as f:
+            text_format.Parse(f.read(), config)
+    except (OSError, text_format.ParseError) as e:
+        raise ValueError(f"cannot read --model_config_file={path}: {e}") from None
+    managers = {}
+    for mc in config.model_config_list.config:
+        base = mc.base_path
+        beside = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(base.rstrip("/")))
+        if not os.path.isdir(base) and os.path.isdir(beside):
+            base = beside
+        policy = mc.model_version_policy
+        if policy.HasField("specific"):
+            vp = VersionPolicy(specific=tuple(policy.specific.versions))
+        elif policy.HasField("all"):
+            vp = VersionPolicy(latest=1 << 30)
+        else:
+            vp = VersionPolicy(latest=policy.latest.num_versions or 1)
+        managers[mc.name] = ModelManager(mc.name, base, vp, poll_seconds, dict(mc.version_labels), batching)
+    if not managers:
+        raise ValueError(f"--model_config_file={path} lists no model")
+    return managers
+
+
 def parse_batching_parameters(path: str | None) -> dict:
     """The fields of a TF Serving batching_parameters.pbtxt that the local batcher uses."""
     params = {"max_batch_size": 1024, "batch_timeout_micros": 2000, "num_batch_threads": 4, "max_enqueued_batches": 100}
@@ -317,6 +352,8 @@ def define_flags():
     """The command-line flags; defined only when this module runs as a program."""
     flags.DEFINE_string("model_name", "default", "Name the model is served under.")
     flags.DEFINE_string("model_base_path", None, "Directory holding numbered versions (<base>/<version>/saved_model.pb).")
+    flags.DEFINE_string("model_config_file", None, "A TF Serving models.config (text ModelServerConfig) serving several "
+                        "models; the export writes one beside the model folders.")
     flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server beyond this machine.")
     flags.DEFINE_integer("port", 8500, "gRPC port (0 picks a free one).")
     flags.DEFINE_integer("rest_api_port", 0, "REST port; 0 disables REST, -1 picks a free port.")
@@ -341,30 +378,43 @@ def main(argv):
     sys.setswitchinterval(FLAGS.gil_switch_interval_ms / 1000)
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
-    if not FLAGS.model_base_path:
-        sys.exit("server: error: --model_base_path is required")
-    try:
-        labels = {k: int(v) for k, v in (p.split("=") for p in FLAGS.version_labels)}
-        specific = tuple(int(v) for v in FLAGS.specific_versions)
-    except ValueError:
-        sys.exit("server: error: --version_labels takes label=version pairs and --specific_versions integers")
+    if bool(FLAGS.model_base_path) == bool(FLAGS.model_config_file):
+        sys.exit("server: error: give either --model_base_path (one model) or --model_config_file")
     batching = parse_batching_parameters(FLAGS.batching_parameters_file) if FLAGS.enable_batching else None
-    manager = ModelManager(FLAGS.model_name, FLAGS.model_base_path,
-                           VersionPolicy(latest=FLAGS.num_versions, specific=specific),
-                           FLAGS.file_system_poll_wait_seconds, labels, batching)
-    server = Server({FLAGS.model_name: manager}, FLAGS.host, FLAGS.port, FLAGS.rest_api_port,
+    if FLAGS.model_config_file:
+        try:
+            managers = managers_from_config(FLAGS.model_config_file, FLAGS.file_system_poll_wait_seconds, batching)
+        except ValueError as e:
+            sys.exit(f"server: error: {e}")
+    else:
+        try:
+            labels = {k: int(v) for k, v in (p.split("=") for p in FLAGS.version_labels)}
+            specific = tuple(int(v) for v in FLAGS.specific_versions)
+        except ValueError:
+            sys.exit("server: error: --version_labels takes label=version pairs and --specific_versions integers")
+        managers = {FLAGS.model_name: ModelManager(
+            FLAGS.model_name, FLAGS.model_base_path, VersionPolicy(latest=FLAGS.num_versions, specific=specific),
+            FLAGS.file_system_poll_wait_seconds, labels, batching)}
+    server = Server(managers, FLAGS.host, FLAGS.port, FLAGS.rest_api_port,
                     FLAGS.max_request_bytes, FLAGS.grpc_workers).start()
-    if not manager.on_disk():
-        print(f"server: warning: no version under {FLAGS.model_base_path} yet; polling", file=sys.stderr)
+    for m in managers.values():
+        if not m.on_disk():
+            print(f"server: warning: no version of {m.name} under {m.base_path} yet; polling", file=sys.stderr)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     rest = f", REST on {FLAGS.host}:{server.rest_port}" if server.rest else ""
-    print(f"serving {FLAGS.model_name} versions {sorted(v for v, (s, _) in manager.states.items() if s == AVAILABLE)} "
-          f"on {FLAGS.host}:{server.port} (gRPC){rest}", flush=True)
+    models = "; ".join(f"{m.name} versions {sorted(v for v, (st, _) in m.states.items() if st == AVAILABLE)}"
+                       for m in managers.values())
+    print(f"serving {models} on {FLAGS.host}:{server.port} (gRPC){rest}", flush=True)
     stop.wait()
     print("server: stopping", flush=True)
     server.stop()
+    print("server: stopped", flush=True)
+    sys.stderr.flush()
+    # Requests are drained and every server thread is stopped; interpreter finalization would now
+    # force-unwind gRPC's and TensorFlow's C++ threads, which aborts the process, so leave at once.
+    os._exit(0)
 
 
 if __name__ == "__main__":

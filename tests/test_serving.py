@@ -369,3 +369,25 @@ def test_server_process_stops_gracefully_on_sigterm(setup):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_server_serves_every_model_of_the_exported_models_config(setup, tmp_path):
+    base = tmp_path / "export"
+    model = models.build(setup["schema"], cfg_lib.ModelConfig(name="deepfm", embedding_dim=4, hidden_units=(8,)))
+    export_lib.export(model, setup["schema"], str(base), "deepfm")
+    export_lib.export(model, setup["schema"], str(base), "deepfm_canary")
+    config = str(base / "models.config")
+    assert 'name: "deepfm_canary"' in open(config).read()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serving.server", f"--model_config_file={config}", f"--port={port}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rows, _ = raw_rows(setup["text"], 3)
+        for name in ("deepfm", "deepfm_canary"):
+            c = client_lib.PredictClient(f"127.0.0.1:{port}", name)
+            c.wait_until_available(120)
+            assert c.predict(rows).shape == (3,)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
