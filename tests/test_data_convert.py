@@ -285,3 +285,19 @@ def test_exact_auc_matches_pairwise_brute_force():
     brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
     assert metrics.exact_auc(y, s) == pytest.approx(brute, abs=1e-12)
     assert math.isnan(metrics.exact_auc([1, 1], [0.2, 0.3]))
+
+
+def test_garbage_first_lines_do_not_hide_the_format_and_are_counted(tmp_path):
+    lines = ["@@@ corrupted header @@@", "x,y,z"] + [GOOD] * 20 + ["\t".join(["9"] * 45)]
+    path = write(tmp_path / "x.txt", "\n".join(lines) + "\n")
+    schema = helpers.convert(path, tmp_path / "out")
+    assert schema.info["format"] == "criteo_tsv" and schema.info["sources"][0]["has_label"] is True
+    assert (schema.info["rows_read"], schema.info["rows_written"], schema.info["rejected_rows"]) == (23, 20, 3)
+
+
+def test_unlabeled_file_with_a_few_wide_malformed_lines_stays_unlabeled(tmp_path):
+    test_line = "\t".join(GOOD.split("\t")[1:])
+    path = write(tmp_path / "test.txt", "\n".join([GOOD + "\tx"] + [test_line] * 10) + "\n")
+    schema = helpers.convert(path, tmp_path / "out", split=(1, 0, 0))
+    assert schema.info["sources"][0]["has_label"] is False
+    assert (schema.info["rows_written"], schema.info["rejected_rows"]) == (10, 1)

@@ -9,6 +9,7 @@ string inputs ("" = missing).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
@@ -97,7 +98,7 @@ def detect(lines: list[str], fmt: str = "auto", path: str = "<input>") -> Layout
     if not sample:
         raise FormatError(f"{path}: no non-blank line to detect the format from")
     first = sample[0]
-    guessed = _guess_format(first, sample)
+    guessed = _vote(sample)
     if fmt == "auto":
         if guessed is None:
             raise FormatError(
@@ -110,8 +111,11 @@ def detect(lines: list[str], fmt: str = "auto", path: str = "<input>") -> Layout
         raise FormatError(f"{path}: --input_format={fmt} but the file looks like {guessed} "
                           f"(first line {first[:120]!r})")
     if fmt == "criteo_tsv":
-        widest = max(len(ln.split("\t")) for ln in sample)
-        return Layout(fmt, False, widest >= 40, CRITEO_COLUMNS_LABELED if widest >= 40 else CRITEO_COLUMNS_UNLABELED)
+        # Kaggle train lines have 40 fields (fewer when trailing empties are stripped), test lines
+        # 39: the more common of the two decides, so a few malformed lines cannot flip it.
+        widths = [len(ln.split("\t")) for ln in sample]
+        labeled = widths.count(40) > 0 and widths.count(40) >= widths.count(39)
+        return Layout(fmt, False, labeled, CRITEO_COLUMNS_LABELED if labeled else CRITEO_COLUMNS_UNLABELED)
     if fmt == "criteo_csv":
         return _csv_layout(first, fmt, path, _criteo_column_name, required=CRITEO_DENSE + CRITEO_CAT)
     if fmt == "avazu_csv":
@@ -131,6 +135,16 @@ def detect(lines: list[str], fmt: str = "auto", path: str = "<input>") -> Layout
 
 CRITEO_COLUMNS_LABELED = ("label",) + CRITEO_DENSE + CRITEO_CAT
 CRITEO_COLUMNS_UNLABELED = CRITEO_DENSE + CRITEO_CAT
+
+
+def _vote(sample: list[str]) -> str | None:
+    """The format of the sampled lines: a CSV header on the first line decides; otherwise the
+    most common per-line guess, so malformed lines at the top of a file do not hide its format."""
+    first = _guess_format(sample[0], sample)
+    if first in ("criteo_csv", "avazu_csv") and not sample[0][:1].isdigit():
+        return first
+    guesses = collections.Counter(g for g in (_guess_format(ln, sample) for ln in sample) if g)
+    return guesses.most_common(1)[0][0] if guesses else None
 
 
 def _guess_format(first: str, sample: list[str]) -> str | None:
