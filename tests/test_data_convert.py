@@ -301,3 +301,11 @@ def test_unlabeled_file_with_a_few_wide_malformed_lines_stays_unlabeled(tmp_path
     schema = helpers.convert(path, tmp_path / "out", split=(1, 0, 0))
     assert schema.info["sources"][0]["has_label"] is False
     assert (schema.info["rows_written"], schema.info["rejected_rows"]) == (10, 1)
+
+
+def test_criteo_tsv_with_a_header_line_uses_it(tmp_path):
+    header = "\t".join(("label",) + formats.CRITEO_DENSE + formats.CRITEO_CAT)
+    path = write(tmp_path / "h.tsv", "\n".join([header, GOOD, GOOD]) + "\n")
+    schema = helpers.convert(path, tmp_path / "out", split=(1, 0, 0))
+    assert schema.info["sources"][0]["has_header"] is True
+    assert (schema.info["rows_read"], schema.info["rows_written"], schema.info["rejected_rows"]) == (2, 2, 0)

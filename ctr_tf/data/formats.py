@@ -110,6 +110,8 @@ def detect(lines: list[str], fmt: str = "auto", path: str = "<input>") -> Layout
     elif guessed is not None and guessed != fmt:
         raise FormatError(f"{path}: --input_format={fmt} but the file looks like {guessed} "
                           f"(first line {first[:120]!r})")
+    if fmt == "criteo_tsv" and _is_criteo_header(first.split("\t")):
+        return _csv_layout(first, fmt, path, _criteo_column_name, required=CRITEO_DENSE + CRITEO_CAT, sep="\t")
     if fmt == "criteo_tsv":
         # Kaggle train lines have 40 fields (fewer when trailing empties are stripped), test lines
         # 39: the more common of the two decides, so a few malformed lines cannot flip it.
@@ -143,6 +145,8 @@ def _vote(sample: list[str]) -> str | None:
     first = _guess_format(sample[0], sample)
     if first in ("criteo_csv", "avazu_csv") and not sample[0][:1].isdigit():
         return first
+    if first == "criteo_tsv" and _is_criteo_header(sample[0].split("\t")):
+        return first
     guesses = collections.Counter(g for g in (_guess_format(ln, sample) for ln in sample) if g)
     return guesses.most_common(1)[0][0] if guesses else None
 
@@ -157,8 +161,8 @@ def _guess_format(first: str, sample: list[str]) -> str | None:
             return "avazu_slot"
         return None
     if "\t" in first:
-        n = len(first.split("\t"))
-        return "criteo_tsv" if 36 <= n <= 40 else None
+        fields = first.split("\t")
+        return "criteo_tsv" if 36 <= len(fields) <= 40 or _is_criteo_header(fields) else None
     if "," in first:
         names = [c.strip().strip('"') for c in first.split(",")]
         lower = {c.lower() for c in names}
@@ -189,8 +193,12 @@ def _avazu_column_name(c: str) -> str:
     return "_ignored:" + c
 
 
-def _csv_layout(header: str, fmt: str, path: str, rename, required) -> Layout:
-    columns = tuple(rename(c.strip().strip('"')) for c in header.split(","))
+def _is_criteo_header(fields: list[str]) -> bool:
+    return {"i1", "c1", "c26"} <= {c.strip().strip('"').lower() for c in fields}
+
+
+def _csv_layout(header: str, fmt: str, path: str, rename, required, sep: str = ",") -> Layout:
+    columns = tuple(rename(c.strip().strip('"')) for c in header.split(sep))
     missing = [c for c in required if c not in columns]
     if missing:
         raise FormatError(f"{path}: the CSV header lacks the columns {', '.join(missing)}")
@@ -250,7 +258,7 @@ class DelimitedParser(Parser):
         self.columns = layout.columns
         self.ncols = len(self.columns)
         # Criteo TSV lines whose trailing empty fields were stripped are legal (37+ of 40 fields).
-        self.min_cols = self.ncols - 3 if fmt == "criteo_tsv" else self.ncols
+        self.min_cols = self.ncols - 3 if fmt == "criteo_tsv" and not layout.has_header else self.ncols
         self.validators = [self._validator(c) for c in self.columns]
         parts = [self.validators[0]] + [re.escape(self.delimiter) + v for v in self.validators[1:]]
         required = "".join(parts[:self.min_cols])
