@@ -236,3 +236,19 @@ def test_cli_trains_from_the_flagfile_and_rejects_bad_flags(data_dir, tmp_path):
     assert bad.returncode != 0 and "--dropout=1.5" in bad.stderr
     typo = subprocess.run(cmd[:3] + ["--model=deepfn"], capture_output=True, text=True, cwd=ROOT)
     assert typo.returncode != 0 and "deepfn" in typo.stderr
+
+
+def test_avazu_deepfm_trains_exports_and_serves_string_only_inputs(tmp_path):
+    """A schema with no dense feature (Avazu): records, training, export and the signature."""
+    path = helpers.shared_file("avazu", "avazu_train_6000_noheader.csv")
+    helpers.convert(path, tmp_path / "data")
+    out = trainer.run(make_cfg(str(tmp_path / "data"), tmp_path / "m", epochs=1))
+    assert out["test"]["auc"] > 0.55
+    fn = tf.saved_model.load(out["export"]).signatures["serving_default"]
+    inputs = fn.structured_input_signature[1]
+    assert "hour" in inputs and all(spec.dtype == tf.string for spec in inputs.values())
+    test = helpers.shared_file("avazu", "avazu_test_1000_header.csv")
+    from serving import client as client_lib
+    batch = next(client_lib.read_batches(test, 1000))
+    p = fn(**{k: tf.constant(v) for k, v in batch.rows.items()})["probability"].numpy()
+    assert p.shape == (1000, 1) and np.isnan(batch.labels).all()

@@ -39,8 +39,9 @@ def decode_block(record: tf.Tensor, num_dense: int, num_cat: int):
     """One serialized record -> (label [n], dense [n, D], cat [n, C])."""
     p = tf.io.parse_single_example(record, _FEATURES)
     label = tf.io.decode_raw(p["label"], tf.float32)
-    dense = tf.reshape(tf.io.decode_raw(p["dense"], tf.float32), [-1, num_dense])
-    cat = tf.reshape(tf.io.decode_raw(p["cat"], tf.int32), [-1, num_cat])
+    n = tf.shape(label)[0]  # explicit: [-1, 0] cannot infer the rows when a block has no dense features
+    dense = tf.reshape(tf.io.decode_raw(p["dense"], tf.float32), [n, num_dense])
+    cat = tf.reshape(tf.io.decode_raw(p["cat"], tf.int32), [n, num_cat])
     return label, dense, cat
 
 
