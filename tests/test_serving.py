@@ -278,7 +278,7 @@ def test_version_policy_specific_and_labels(setup, tmp_path):
         s.stop(0)
 
 
-def test_dynamic_batching_merges_concurrent_requests_with_identical_scores(setup):
+def test_dynamic_batching_merges_concurrent_requests_with_the_same_scores(setup):
     s = start_server(os.path.join(setup["export_dir"], "deepfm"), rest=False,
                      batching={"max_batch_size": 256, "batch_timeout_micros": 20000, "num_batch_threads": 1,
                                "max_enqueued_batches": 100})
@@ -299,7 +299,8 @@ def test_dynamic_batching_merges_concurrent_requests_with_identical_scores(setup
             t.start()
         for t in threads:
             t.join()
-        np.testing.assert_allclose([results[i] for i in range(64)], expected, rtol=1e-6)
+        # Batched matmuls are not bit-identical to single-row ones: equal to float tolerance.
+        np.testing.assert_allclose([results[i] for i in range(64)], expected, rtol=1e-5, atol=1e-7)
         assert sum(calls) == 64 and len(calls) < 64 and max(calls) > 1
     finally:
         s.stop(0)
