@@ -244,7 +244,6 @@ class Run:
                                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
                                steps_per_execution=1)
-            self.epoch_var = tf.Variable(-1, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,

@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from ctr_tf import metrics
@@ -101,14 +101,6 @@ class PredictClient:
         raise ServingClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                  f"model {self.model!r} not AVAILABLE after {deadline_s}s ({last})")
 
-    def signature_inputs(self) -> dict:
-        req = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self._spec(req.model_spec)
-        resp = self._call(self.prediction.GetModelMetadata, req)
-        sigmap = get_model_metadata_pb2.SignatureDefMap()
-        resp.metadata["signature_def"].Unpack(sigmap)
-        return dict(sigmap.signature_def[self.signature].inputs)
-
     def close(self):
         self.channel.close()
 
@@ -124,35 +116,22 @@ def read_batches(path: str, batch_size: int, input_format: str = "auto", rejects
 
     Lines that do not parse are appended to `rejects` as (line number, reason).
     """
-    head = reader.head_lines(path)
-    if not head:
-        raise reader.InputError(f"input file {path} is empty")
-    layout = formats.detect(head, input_format, path)
+    layout = reader.detect_layout(path, input_format)
     parser = formats.make_parser(layout)
     names = [n for n, _ in formats.raw_inputs(layout.format)]
     buf = {"label": [], "dense": [], "cat": []}
     buffered = 0
-    for line_no, lines in reader.iter_chunks(path):
-        if layout.has_header and line_no == 1:
-            lines, line_no = lines[1:], 2
-        if not lines:
-            continue
+    for line_no, lines in reader.data_chunks(path, layout):
         ok, label, dense, cat = (t.numpy() for t in parser.fast(tf.constant(lines)))
         keep = np.flatnonzero(ok)
-        parts = [(keep, label[keep], dense[keep], cat[keep])]
-        for i in np.flatnonzero(~ok):
-            try:
-                lab, d, c = parser.slow(lines[i].decode("utf-8"))
-            except (formats.Reject, UnicodeDecodeError) as e:
-                if rejects is not None:
-                    rejects.append((line_no + int(i), str(e)))
-                continue
-            parts.append((np.array([i]), np.array([lab], np.float32), np.array([d], np.float32).reshape(1, -1),
-                          np.array([c], dtype=object).astype(bytes)))
-        order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
-        for key, k in (("label", 1), ("dense", 2), ("cat", 3)):
-            buf[key].append(np.concatenate([p[k] for p in parts])[order])
-        buffered += len(order)
+        slow = parser.slow_rows(lines, np.flatnonzero(~ok), line_no)
+        if rejects is not None:
+            rejects.extend((ln, reason) for ln, reason, _ in slow.rejects)
+        _, arrays = formats.merge_in_line_order(keep + line_no, (label[keep], dense[keep], cat[keep]),
+                                                slow.line_nos, (slow.label, slow.dense, slow.cat))
+        for key, values in zip(("label", "dense", "cat"), arrays):
+            buf[key].append(values)
+        buffered += len(arrays[0])
         while buffered >= batch_size:
             yield _take(buf, names, parser, batch_size)
             buffered -= batch_size

@@ -18,7 +18,7 @@ from tensorflow.core.framework import tensor_pb2
 from serving import errors
 from serving.batching import Batcher
 
-AVAILABLE, LOADING, UNLOADING, END, START = 30, 20, 40, 50, 10
+AVAILABLE, LOADING, UNLOADING, END = 30, 20, 40, 50
 
 
 @dataclasses.dataclass(frozen=True)

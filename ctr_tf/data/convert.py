@@ -255,10 +255,7 @@ class Converter:
                 groups += [(p, role) for p in reader.expand_inputs(list(spec))]
         sources = []
         for i, (path, split) in enumerate(groups):
-            head = reader.head_lines(path)
-            if not head:
-                raise reader.InputError(f"input file {path} is empty")
-            layout = formats.detect(head, cfg.input_format, path)
+            layout = reader.detect_layout(path, cfg.input_format)
             if sources and layout.format != sources[0].layout.format:
                 raise formats.FormatError(f"{path} is {layout.format} but {sources[0].path} is "
                                           f"{sources[0].layout.format}; convert one format at a time")
@@ -269,11 +266,8 @@ class Converter:
     def _chunks(self):
         """(source, first line number, lines) for every chunk; headers dropped."""
         for src in self.sources:
-            for line_no, lines in reader.iter_chunks(src.path, self.cfg.chunk_bytes):
-                if src.layout.has_header and line_no == 1:
-                    lines, line_no = lines[1:], 2
-                if lines:
-                    yield src, line_no, lines
+            for line_no, lines in reader.data_chunks(src.path, src.layout, self.cfg.chunk_bytes):
+                yield src, line_no, lines
 
     def _pipeline(self, work, consume):
         """Runs work(src, line_no, lines) in threads, consume(result) in order."""
@@ -289,22 +283,6 @@ class Converter:
         if src.split is not None:
             return np.full(len(line_nos), SPLITS.index(src.split), np.int8)
         return _split_ids(self.cfg.seed, src.index, line_nos, self.cum)
-
-    def _slow(self, src: Source, lines, bad_idx, line_no):
-        """Parses the lines the fast path refused; returns (kept rows, rejects)."""
-        kept, rejects = [], []
-        for i in bad_idx:
-            raw = lines[i]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                rejects.append((line_no + i, f"not UTF-8 text ({e.reason} at byte {e.start})", raw))
-                continue
-            try:
-                kept.append((line_no + i, src.parser.slow(text)))
-            except formats.Reject as r:
-                rejects.append((line_no + i, str(r), raw))
-        return kept, rejects
 
     # -- pass 1: vocabulary counts over the training split
     def count_vocabulary(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -348,10 +326,10 @@ class Converter:
         def consume(result):
             src, line_no, lines, bad, uniq = result
             accumulate(uniq)  # in the main thread, in input order: no two updates race
-            kept, _ = self._slow(src, lines, bad, line_no)
-            train = [cat for ln, (_, _, cat) in kept if self._split_of(src, np.array([ln]))[0] == 0]
-            if train:
-                accumulate(unique_counts(tf.constant(train, tf.string)))
+            slow = src.parser.slow_rows(lines, bad, line_no)
+            train = self._split_of(src, slow.line_nos) == 0
+            if train.any():
+                accumulate(unique_counts(tf.constant(slow.cat[train])))
             state["rows"] += len(lines)
             state["bytes"] += sum(map(len, lines)) + len(lines)
             progress.update("pass 1/2 vocabulary", state["rows"], state["bytes"], 0, start)
@@ -468,18 +446,12 @@ class Converter:
         def consume(result):
             src, line_no, lines, ok, label, dense, cat = result
             line_nos = np.flatnonzero(ok).astype(np.int64) + line_no
-            kept, rejects = self._slow(src, lines, np.flatnonzero(~ok), line_no)
-            if kept:
-                k_lines = np.array([k[0] for k in kept], np.int64)
-                k_label = np.array([k[1][0] for k in kept], np.float32)
-                k_dense = np.array([k[1][1] for k in kept], np.float32).reshape(len(kept), ndense)
-                k_cat = np.array([k[1][2] for k in kept], dtype=object).reshape(len(kept), -1).astype(bytes)
-                d2, c2 = transform(tf.constant(k_dense), tf.constant(k_cat))
-                order = np.argsort(np.concatenate([line_nos, k_lines]), kind="stable")  # rows in line order
-                line_nos = np.concatenate([line_nos, k_lines])[order]
-                label = np.concatenate([label, k_label])[order]
-                dense = np.concatenate([dense, d2.numpy()])[order]
-                cat = np.concatenate([cat, c2.numpy()])[order]
+            slow = src.parser.slow_rows(lines, np.flatnonzero(~ok), line_no)
+            rejects = slow.rejects
+            if len(slow.line_nos):
+                d2, c2 = transform(tf.constant(slow.dense), tf.constant(slow.cat))
+                line_nos, (label, dense, cat) = formats.merge_in_line_order(
+                    line_nos, (label, dense, cat), slow.line_nos, (slow.label, d2.numpy(), c2.numpy()))
             for ln, reason, raw in rejects:
                 text = raw.decode("utf-8", "replace").replace("\t", "\\t")[:300]
                 rejects_file.write(f"{src.path}\t{ln}\t{reason}\t{text}\n")

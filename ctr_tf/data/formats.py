@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 
+import numpy as np
 import tensorflow as tf
 
 CRITEO_DENSE = tuple(f"I{i}" for i in range(1, 14))
@@ -142,16 +143,16 @@ CRITEO_COLUMNS_UNLABELED = CRITEO_DENSE + CRITEO_CAT
 def _vote(sample: list[str]) -> str | None:
     """The format of the sampled lines: a CSV header on the first line decides; otherwise the
     most common per-line guess, so malformed lines at the top of a file do not hide its format."""
-    first = _guess_format(sample[0], sample)
+    first = _guess_format(sample[0])
     if first in ("criteo_csv", "avazu_csv") and not sample[0][:1].isdigit():
         return first
     if first == "criteo_tsv" and _is_criteo_header(sample[0].split("\t")):
         return first
-    guesses = collections.Counter(g for g in (_guess_format(ln, sample) for ln in sample) if g)
+    guesses = collections.Counter(g for g in (_guess_format(ln) for ln in sample) if g)
     return guesses.most_common(1)[0][0] if guesses else None
 
 
-def _guess_format(first: str, sample: list[str]) -> str | None:
+def _guess_format(first: str) -> str | None:
     tokens = first.split(" ")
     if tokens[0].startswith("click:") or (":" in tokens[0] and "\t" not in first and "," not in first):
         names = {t.split(":", 1)[0] for t in tokens}
@@ -210,6 +211,25 @@ def _csv_layout(header: str, fmt: str, path: str, rename, required, sep: str = "
 
 # ----------------------------------------------------------------------------- parsers
 
+@dataclasses.dataclass
+class SlowRows:
+    """The slow path's result for a chunk: parsed rows as arrays, and the rejected lines."""
+    line_nos: np.ndarray  # int64 [k]
+    label: np.ndarray     # float32 [k]
+    dense: np.ndarray     # float32 [k, D], NaN = missing
+    cat: np.ndarray       # bytes [k, C], b"" = missing
+    rejects: list         # (line number, reason, raw bytes)
+
+
+def merge_in_line_order(line_nos, arrays, more_line_nos, more_arrays):
+    """Fast-path rows and slow-path rows of one chunk, together and in line order."""
+    if not len(more_line_nos):
+        return line_nos, tuple(arrays)
+    merged = np.concatenate([line_nos, more_line_nos])
+    order = np.argsort(merged, kind="stable")
+    return merged[order], tuple(np.concatenate([a, b])[order] for a, b in zip(arrays, more_arrays))
+
+
 class Parser:
     """Parses lines of one layout into (label, dense [n, D] float32, cat [n, C] string)."""
 
@@ -230,6 +250,28 @@ class Parser:
     def slow(self, line: str):
         """Parses one line or raises Reject; returns (label, dense list, cat list)."""
         raise NotImplementedError
+
+    def slow_rows(self, lines: list[bytes], indices, first_line_no: int) -> SlowRows:
+        """The slow path over the lines at `indices` (those the fast path refused)."""
+        kept, rejects = [], []
+        for i in indices:
+            raw, line_no = lines[i], first_line_no + int(i)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                rejects.append((line_no, f"not UTF-8 text ({e.reason} at byte {e.start})", raw))
+                continue
+            try:
+                kept.append((line_no, self.slow(text)))
+            except Reject as r:
+                rejects.append((line_no, str(r), raw))
+        k = len(kept)
+        return SlowRows(
+            line_nos=np.array([ln for ln, _ in kept], np.int64),
+            label=np.array([row[0] for _, row in kept], np.float32),
+            dense=np.array([row[1] for _, row in kept], np.float32).reshape(k, len(self.dense_names)),
+            cat=np.array([row[2] for _, row in kept], dtype=object).reshape(k, len(self.cat_names)).astype(bytes),
+            rejects=rejects)
 
 
 def _to_float(x: tf.Tensor) -> tf.Tensor:

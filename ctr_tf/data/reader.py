@@ -8,6 +8,8 @@ import os
 import zlib
 from typing import Iterator
 
+from ctr_tf.data import formats
+
 BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -98,3 +100,20 @@ def iter_chunks(path: str, chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, li
                          f"{line_no} ({e})") from None
     if carry:
         yield line_no, [_clean(carry, first)]
+
+
+def detect_layout(path: str, input_format: str = "auto") -> formats.Layout:
+    """The layout of one input file, from its first lines; an empty file is an error."""
+    head = head_lines(path)
+    if not head:
+        raise InputError(f"input file {path} is empty")
+    return formats.detect(head, input_format, path)
+
+
+def data_chunks(path: str, layout: formats.Layout, chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, list[bytes]]]:
+    """iter_chunks without the header line of files that have one."""
+    for line_no, lines in iter_chunks(path, chunk_bytes):
+        if layout.has_header and line_no == 1:
+            lines, line_no = lines[1:], 2
+        if lines:
+            yield line_no, lines
