@@ -6,16 +6,15 @@ request; versions the policy drops are unloaded after the swap.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import threading
 import time
 
-import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
 
-from serving import errors
+from serving import errors, merge
 from serving.batching import Batcher
 
 AVAILABLE, LOADING, UNLOADING, END = 30, 20, 40, 50
@@ -36,10 +35,12 @@ class VersionPolicy:
 class Signature:
     """One signature of a loaded version: input checks and the call, batched or not.
 
-    Requests stay TensorProtos: an unbatched request's serialized bytes go into one traced
-    function that parses them in C++ (tf.io.parse_tensor) and runs the signature; a batch is
-    merged per input straight from the protos' value fields (tensor_content, string_val) and
-    runs the signature once. No request becomes a numpy object array and back.
+    Requests stay TensorProtos. A request is its K input protos serialized in a fixed order, and
+    requests run through serving.merge's traced function, which decodes, checks and merges them
+    in C++ and calls the signature once: one request unbatched, many under dynamic batching.
+    Python only explains a request the graph refused (validate), so a good request costs Python
+    one serialization per input. A signature merge cannot handle (see merge.supported) runs one
+    request at a time through tf.io.parse_tensor, without batching.
     """
 
     def __init__(self, name, fn, batching=None):
@@ -49,12 +50,13 @@ class Signature:
         self.input_order = sorted(self.inputs)
         self.outputs = sorted(fn.structured_outputs)
         specs = [self.inputs[k] for k in self.input_order]
-
-        def run_one(serialized):  # [inputs]: the unbatched path, without the map_fn loop
-            return fn(**{k: tf.ensure_shape(tf.io.parse_tensor(serialized[j], spec.dtype), spec.shape)
-                         for j, (k, spec) in enumerate(zip(self.input_order, specs))})
-        self._run_one = tf.function(run_one, input_signature=[tf.TensorSpec([len(specs)], tf.string)])
-        self.batcher = Batcher(self._call_batch, **batching) if batching else None
+        self._runner = merge.make_runner(fn, self.input_order, specs) if merge.supported(specs) else None
+        if self._runner is None:
+            def run_one(serialized):  # [inputs] -> outputs, for inputs merge does not handle
+                return fn(**{k: tf.ensure_shape(tf.io.parse_tensor(serialized[j], spec.dtype), spec.shape)
+                             for j, (k, spec) in enumerate(zip(self.input_order, specs))})
+            self._run_one = tf.function(run_one, input_signature=[tf.TensorSpec([len(specs)], tf.string)])
+        self.batcher = Batcher(self._run_batch, **batching) if batching and self._runner is not None else None
 
     def validate(self, protos) -> int:
         """Checks names, dtypes and shapes from the TensorProtos' headers; returns the batch size."""
@@ -84,71 +86,72 @@ class Signature:
                 raise errors.invalid(f"inputs have different batch sizes ({batch} and {n} for {name!r})")
         return batch or 0
 
-    def _serialized(self, protos) -> list[bytes]:
-        return [protos[k].SerializeToString() for k in self.input_order]
-
-    def _numpy(self, out) -> dict:
-        return {k: v.numpy() for k, v in out.items()}
-
-    def call_one(self, protos) -> dict:
-        """Runs the signature on one request's TensorProtos, unbatched; returns numpy outputs."""
+    def _explain(self, protos) -> errors.ServingError:
+        """The error for a request the graph refused: validate's message, else the values' fault."""
         try:
-            return self._numpy(self._run_one(tf.constant(self._serialized(protos))))
-        except tf.errors.InvalidArgumentError as e:
-            raise errors.invalid(f"cannot read an input tensor: {e.message}") from None
+            self.validate(protos)
+        except errors.ServingError as e:
+            return e
+        return errors.invalid("an input tensor's values do not match its dtype and shape (tensor_content "
+                              "of the wrong length, or a string tensor in tensor_content: send string_val)")
 
-    def _call_batch(self, items: list) -> list[dict]:
-        """items: [(protos, rows)] -> one output dict per item, from a single model call."""
-        if len(items) == 1:
-            return [self.call_one(items[0][0])]
-        merged = [_merge([p[k] for p, _ in items], self.inputs[k]) for k in self.input_order]
-        out = self._numpy(self._run_one(tf.constant(merged)))
-        bounds = np.cumsum([0] + [n for _, n in items])
-        return [{k: v[bounds[i]:bounds[i + 1]] for k, v in out.items()} for i in range(len(items))]
+    def _serialized(self, protos) -> list[bytes] | None:
+        """The request's input protos in input order; None unless it has exactly the inputs."""
+        if len(protos) != len(self.input_order):
+            return None
+        out = []
+        for k in self.input_order:
+            p = protos.get(k)  # never protos[k]: indexing a message map inserts the key
+            if p is None:
+                return None
+            out.append(p.SerializeToString())
+        return out
 
-    def call_protos(self, protos) -> dict:
-        """Checks and runs a request given as a map of TensorProtos (a PredictRequest's inputs)."""
-        n = self.validate(protos)
-        if self.batcher is not None and n:
-            return self.batcher.submit(protos, n)
-        return self.call_one(protos)
+    def _prepare(self, protos):
+        """(payload for _run_batch, rows) of a request; raises the request's error if it has the
+        wrong inputs."""
+        serialized = self._serialized(protos)
+        if serialized is None:
+            raise self._explain(protos)
+        first = protos.get(self.input_order[0])
+        return (protos, serialized), (first.tensor_shape.dim[0].size if first.tensor_shape.dim else 0)
 
-    def __call__(self, arrays: dict) -> dict:
-        """The same on numpy arrays (REST)."""
-        return self.call_protos({k: tf.make_tensor_proto(v) for k, v in arrays.items()})
+    def call_now(self, protos) -> dict:
+        """Checks and runs one request (a map of TensorProtos) on its own, in the calling thread."""
+        if self._runner is None:
+            self.validate(protos)
+            try:
+                out = self._run_one(tf.constant([protos[k].SerializeToString() for k in self.input_order]))
+            except tf.errors.InvalidArgumentError as e:
+                raise errors.invalid(f"cannot read an input tensor: {e.message}") from None
+            return {k: v.numpy() for k, v in out.items()}
+        result = self._run_batch([self._prepare(protos)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
+    async def call_async(self, protos, executor=None) -> dict:
+        """The same from the server's event loop: through the batcher when batching, else on
+        `executor` so that the loop keeps serving while the model runs."""
+        if self.batcher is None:
+            return await asyncio.get_running_loop().run_in_executor(executor, self.call_now, protos)
+        payload, n = self._prepare(protos)
+        return await self.batcher.submit(payload, n)
 
-_VALUE_FIELDS = {tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val", tf.int64: "int64_val",
-                 tf.bool: "bool_val", tf.string: "string_val"}
-
-
-def _values(proto, dtype):
-    """The values of one TensorProto as a flat list or array (repeated-field fill included)."""
-    n = int(np.prod([d.size for d in proto.tensor_shape.dim])) if proto.tensor_shape.dim else 1
-    if dtype != tf.string and proto.tensor_content:
-        return np.frombuffer(proto.tensor_content, dtype.as_numpy_dtype)
-    values = getattr(proto, _VALUE_FIELDS[dtype])
-    if len(values) == 1 and n > 1:  # TF's encoding of a tensor filled with one value
-        return list(values) * n if dtype == tf.string else np.full(n, values[0], dtype.as_numpy_dtype)
-    return list(values) if dtype == tf.string else np.asarray(values, dtype.as_numpy_dtype)
-
-
-def _merge(protos, spec) -> bytes:
-    """One serialized TensorProto holding the requests' tensors of one input, concatenated along
-    the batch axis: byte joins and repeated-field extends, no TensorFlow op per input."""
-    if spec.dtype not in _VALUE_FIELDS:
-        raise errors.invalid(f"dtype {spec.dtype.name} is not supported with batching")
-    out = tensor_pb2.TensorProto(dtype=spec.dtype.as_datatype_enum)
-    out.tensor_shape.dim.add(size=sum(p.tensor_shape.dim[0].size for p in protos))
-    for d in spec.shape.as_list()[1:]:
-        out.tensor_shape.dim.add(size=d)
-    if spec.dtype != tf.string and all(p.tensor_content for p in protos):
-        out.tensor_content = b"".join(p.tensor_content for p in protos)
-    else:
-        field = getattr(out, _VALUE_FIELDS[spec.dtype])
-        for p in protos:
-            field.extend(_values(p, spec.dtype))
-    return out.SerializeToString()
+    def _run_batch(self, items: list) -> list:
+        """items: [((protos, serialized), rows)] -> per item its outputs (numpy) or its ServingError,
+        from one call."""
+        ok, rows, out = self._runner(tf.constant([serialized for (_, serialized), _ in items]))
+        ok, rows = ok.numpy(), rows.numpy()
+        out = {k: v.numpy() for k, v in out.items()}
+        results, at = [], 0
+        for ((protos, _), _), good, n in zip(items, ok, rows):
+            if good:
+                results.append({k: v[at:at + n] for k, v in out.items()})
+                at += n
+            else:
+                results.append(self._explain(protos))
+        return results
 
 
 class LoadedVersion:
@@ -176,14 +179,9 @@ class LoadedVersion:
             log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
             if log.HasField("predict_log"):
                 req = log.predict_log.request
-                self.signature(req.model_spec.signature_name).call_one(req.inputs)
+                self.signature(req.model_spec.signature_name).call_now(req.inputs)
                 n += 1
         return n
-
-    def close(self):
-        for sig in self.signatures.values():
-            if sig.batcher is not None:
-                sig.batcher.close()
 
 
 def _read_signature_defs(path: str) -> dict:
@@ -230,11 +228,8 @@ class ModelManager:
             self.states[v] = (AVAILABLE, "")
         for v in sorted(current - wanted):
             self.states[v] = (UNLOADING, "")
-            with self._lock:
-                old = self._versions.get(v)
+            with self._lock:  # requests holding the old version finish on it
                 self._versions = {k: x for k, x in self._versions.items() if k != v}
-            if old is not None:
-                old.close()
             self.states[v] = (END, "")
 
     def start(self):
@@ -253,8 +248,6 @@ class ModelManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
-        for v in list(self._versions.values()):
-            v.close()
 
     def get(self, version: int | None = None, label: str | None = None) -> LoadedVersion:
         versions = self._versions

@@ -14,6 +14,7 @@ size cap. Binds 127.0.0.1 unless --host says otherwise; SIGTERM stops it gracefu
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -53,44 +54,65 @@ class Registry:
         return m.get(version, spec.version_label or None)
 
 
-def predict(registry: Registry, request) -> predict_pb2.PredictResponse:
+def _resolve(registry: Registry, request):
+    """The loaded version and signature a PredictRequest names; checks its output filter."""
     loaded = registry.version(request.model_spec)
     sig = loaded.signature(request.model_spec.signature_name)
     for unknown in set(request.output_filter) - set(sig.outputs):
         raise errors.invalid(f"output tensor alias not found in signature: {unknown}")
-    outputs = sig.call_protos(request.inputs)
+    return loaded, sig
+
+
+def _response(loaded, sig, request, outputs: dict) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse()
     response.model_spec.name = loaded.model_name
     response.model_spec.version.value = loaded.version
     response.model_spec.signature_name = sig.name
     for name in (request.output_filter or outputs):
-        response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
+        _fill_tensor_proto(response.outputs[name], outputs[name])
     return response
 
 
-def _guard(context, fn):
-    """Runs fn; maps ServingError to its status and anything else to INTERNAL. Never raises to grpc."""
+def _fill_tensor_proto(proto, array: np.ndarray):
+    """tf.make_tensor_proto's encoding (tensor_content for numbers) without its per-call cost."""
+    if array.dtype.kind in "fiub" and array.dtype.byteorder in "=|<":
+        proto.dtype = tf.dtypes.as_dtype(array.dtype).as_datatype_enum
+        for d in array.shape:
+            proto.tensor_shape.dim.add(size=d)
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    else:
+        proto.CopyFrom(tf.make_tensor_proto(array))
+
+
+async def _answer(context, fn):
+    """Runs the coroutine fn(); ServingError -> its status, anything else -> INTERNAL.
+    The server never dies on a bad request."""
     try:
-        return fn(), None
+        return await fn()
     except errors.ServingError as e:
-        return None, (e.code, e.message)
-    except Exception as e:  # the server never dies on a bad request
+        code, message = e.code, e.message
+    except Exception as e:
         logging.exception("request failed")
-        return None, (grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+    await context.abort(code, message)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, registry):
-        self.registry = registry
+    """Handlers on the server's asyncio loop: a request costs no thread of its own. Under dynamic
+    batching the handler awaits the batcher's future; otherwise the model runs on `executor`."""
 
-    def Predict(self, request, context):
-        result, err = _guard(context, lambda: predict(self.registry, request))
-        if err:
-            context.abort(*err)
-        return result
+    def __init__(self, registry, executor):
+        self.registry, self.executor = registry, executor
 
-    def GetModelMetadata(self, request, context):
-        def run():
+    async def Predict(self, request, context):
+        async def run():
+            loaded, sig = _resolve(self.registry, request)
+            outputs = await sig.call_async(request.inputs, self.executor)
+            return _response(loaded, sig, request, outputs)
+        return await _answer(context, run)
+
+    async def GetModelMetadata(self, request, context):
+        async def run():
             if list(request.metadata_field) != ["signature_def"]:
                 raise errors.invalid("Metadata field signature_def must be requested alone")
             loaded = self.registry.version(request.model_spec)
@@ -102,18 +124,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 sigmap.signature_def[k].CopyFrom(v)
             resp.metadata["signature_def"].Pack(sigmap)
             return resp
-        result, err = _guard(context, run)
-        if err:
-            context.abort(*err)
-        return result
+        return await _answer(context, run)
+
+    async def Classify(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Classify is not served by this server; use Predict")
+
+    async def Regress(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Regress is not served by this server; use Predict")
+
+    async def MultiInference(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not served by this server")
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, registry):
         self.registry = registry
 
-    def GetModelStatus(self, request, context):
-        def run():
+    async def GetModelStatus(self, request, context):
+        async def run():
             m = self.registry.manager(request.model_spec.name)
             resp = get_model_status_pb2.GetModelStatusResponse()
             wanted = request.model_spec.version.value if request.model_spec.HasField("version") else None
@@ -127,10 +155,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 if msg:
                     st.status.error_code, st.status.error_message = 13, msg
             return resp
-        result, err = _guard(context, run)
-        if err:
-            context.abort(*err)
-        return result
+        return await _answer(context, run)
+
+    async def HandleReloadConfigRequest(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "reloading the model config is not supported; restart")
 
 
 # ----------------------------------------------------------------------------- REST
@@ -156,7 +184,8 @@ def _column(values, dtype: tf.DType):
     return np.array([np.nan if v is None else v for v in values], dtype=dtype.as_numpy_dtype)
 
 
-def rest_predict(registry, name, version, label, body: dict) -> dict:
+def rest_predict(registry, call, name, version, label, body: dict) -> dict:
+    """call(signature, {input: TensorProto}) -> outputs: runs it as gRPC requests run."""
     request = predict_pb2.PredictRequest()
     request.model_spec.CopyFrom(_spec(name, version, label))
     request.model_spec.signature_name = body.get("signature_name", "")
@@ -183,7 +212,7 @@ def rest_predict(registry, name, version, label, body: dict) -> dict:
             arrays[k] = _column(values, spec.dtype)
         except (TypeError, ValueError) as e:
             raise errors.invalid(f"input {k!r} cannot be read as {spec.dtype.name}: {e}") from None
-    outputs = sig(arrays)
+    outputs = call(sig, {k: tf.make_tensor_proto(v) for k, v in arrays.items()})
     if "instances" in body:
         if len(outputs) == 1:
             return {"predictions": next(iter(outputs.values())).tolist()}
@@ -204,7 +233,7 @@ def rest_status(registry, name, version) -> dict:
         for v, (s, msg) in sorted(states.items())]}
 
 
-def make_rest_handler(registry, max_body_bytes):
+def make_rest_handler(registry, call, max_body_bytes):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -255,7 +284,7 @@ def make_rest_handler(registry, max_body_bytes):
             except json.JSONDecodeError as e:
                 return self._send(400, {"error": f"malformed JSON: {e}"})
             name, version, label = m.group(1), m.group(2), m.group(3)
-            self._serve(lambda: rest_predict(registry, name, version, label, body))
+            self._serve(lambda: rest_predict(registry, call, name, version, label, body))
 
     return Handler
 
@@ -268,39 +297,59 @@ class _RestServer(ThreadingHTTPServer):
 # ----------------------------------------------------------------------------- the server
 
 class Server:
-    """The gRPC server, optionally the REST server, and the model managers; start() and stop()."""
+    """The gRPC server (grpc.aio, on an event loop in its own thread), optionally the REST server,
+    and the model managers; start() and stop() from any thread."""
 
     def __init__(self, managers: dict, host="127.0.0.1", port=8500, rest_api_port=0,
-                 max_request_bytes=64 << 20, workers=32):
+                 max_request_bytes=64 << 20, workers=8):
         self.registry = Registry(managers)
-        self.grpc = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers),
-                                options=[("grpc.max_receive_message_length", max_request_bytes),
-                                         ("grpc.max_send_message_length", 256 << 20)])
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(self.registry), self.grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.registry), self.grpc)
-        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind {host}:{port}")
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-aio", daemon=True)
+        self._thread.start()
+        self.grpc, self.port = self._on_loop(self._create(host, port, max_request_bytes))
         self.rest = None
         if rest_api_port:
             self.rest = _RestServer((host, rest_api_port if rest_api_port > 0 else 0),
-                                    make_rest_handler(self.registry, max_request_bytes))
+                                    make_rest_handler(self.registry, self.call, max_request_bytes))
             self.rest_port = self.rest.server_address[1]
+
+    def call(self, sig, protos) -> dict:
+        """Runs a request from another thread (REST) on the loop, batched with gRPC's requests."""
+        return self._on_loop(sig.call_async(protos, self.executor))
+
+    def _on_loop(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    async def _create(self, host, port, max_request_bytes):
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_request_bytes),
+                                          ("grpc.max_send_message_length", 256 << 20)])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.registry, self.executor), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.registry), server)
+        bound = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot bind {host}:{port}")
+        return server, bound
 
     def start(self):
         for m in self.registry.managers.values():
             m.start()
-        self.grpc.start()
+        self._on_loop(self.grpc.start())
         if self.rest is not None:
             threading.Thread(target=self.rest.serve_forever, daemon=True, name="rest").start()
         return self
 
     def stop(self, grace: float = 5.0):
-        self.grpc.stop(grace).wait()
+        """Refuses new requests, lets those in flight finish (up to `grace` seconds), then stops."""
+        self._on_loop(self.grpc.stop(grace))
         if self.rest is not None:
             self.rest.shutdown()
         for m in self.registry.managers.values():
             m.stop()
+        self.executor.shutdown(wait=True)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
 
 
 def managers_from_config(path: str, poll_seconds: float, batching: dict | None) -> dict[str, ModelManager]:
@@ -364,7 +413,8 @@ def define_flags():
     flags.DEFINE_list("specific_versions", [], "Version policy specific: serve exactly these versions.")
     flags.DEFINE_list("version_labels", [], "label=version pairs, e.g. stable=1,canary=2.")
     flags.DEFINE_integer("max_request_bytes", 64 << 20, "Requests above this many bytes get RESOURCE_EXHAUSTED.")
-    flags.DEFINE_integer("grpc_workers", 32, "gRPC handler threads.")
+    flags.DEFINE_integer("grpc_workers", 8, "Threads running unbatched model calls (gRPC handlers "
+                         "themselves are coroutines on one event loop).")
     flags.DEFINE_float("gil_switch_interval_ms", 0.5, "CPython's thread switch interval (default 5 ms).")
 
 
@@ -373,7 +423,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    # gRPC hands each request between its poller thread and a handler thread; with CPython's
+    # Requests pass between the event loop, the batcher and the model threads; with CPython's
     # default 5 ms GIL switch interval those handoffs dominated small-request latency.
     sys.setswitchinterval(FLAGS.gil_switch_interval_ms / 1000)
     logging.set_verbosity(logging.WARNING)

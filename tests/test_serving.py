@@ -291,17 +291,33 @@ def test_dynamic_batching_merges_concurrent_requests_with_the_same_scores(setup)
         expected = saved_model_scores(setup["v1"], rows)
         results = {}
 
+        refused = []
+
         def one(i):
             part = {k: v[i:i + 1] for k, v in rows.items()}
             results[i] = tf.make_ndarray(_predict(s.port, part).outputs["probability"]).reshape(-1)[0]
+
+        def bad(i):  # refused inside the batch (values of the wrong length), not before it
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = "deepfm"
+            for k, v in rows.items():
+                req.inputs[k].CopyFrom(tf.make_tensor_proto(v[i:i + 1]))
+            req.inputs["I5"].tensor_content = b"\0" * 6
+            try:
+                stubs(s.port)[0].Predict(req, timeout=30)
+            except grpc.RpcError as e:
+                refused.append(e.code())
         threads = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+        for j in range(8):  # interleaved with the good ones
+            threads.insert(j * 9, threading.Thread(target=bad, args=(j,)))
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         # Batched matmuls are not bit-identical to single-row ones: equal to float tolerance.
         np.testing.assert_allclose([results[i] for i in range(64)], expected, rtol=1e-5, atol=1e-7)
-        assert sum(calls) == 64 and len(calls) < 64 and max(calls) > 1
+        assert refused == [grpc.StatusCode.INVALID_ARGUMENT] * 8
+        assert sum(calls) == 72 and len(calls) < 72 and max(calls) > 1
     finally:
         s.stop(0)
 
