@@ -10,6 +10,10 @@ Signatures:
                    for missing, C1..C26 string with "" for missing; Avazu: its string columns)
                    outputs: probability [batch, 1] float32
   predict_logits   the same inputs; outputs: logits [batch, 1]
+  classify         TF Serving's Classify API (method tensorflow/serving/classify): inputs
+                   "inputs", serialized tf.Examples [batch] holding the raw columns (float_list /
+                   bytes_list, a column left out = missing); outputs scores [batch, 2] (no click,
+                   click) and classes [batch, 2] ("0", "1")
 The preprocessing of schema.json (ctr_tf.preprocessing) runs inside the graph; vocabulary files
 travel as assets.
 """
@@ -26,6 +30,8 @@ from ctr_tf import schema as schema_lib
 
 SIGNATURE = "serving_default"
 OUTPUT = "probability"
+CLASSIFY = "classify"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 
 class ServingModule(tf.Module):
@@ -37,6 +43,10 @@ class ServingModule(tf.Module):
                 for r in schema.raw_inputs}
         self.serve = tf.function(self._probability, input_signature=[spec])
         self.logits = tf.function(self._logits, input_signature=[spec])
+        self.example_spec = {
+            r.name: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) if r.dtype == "float32"
+            else tf.io.FixedLenFeature([], tf.string, default_value="") for r in schema.raw_inputs}
+        self.classify = tf.function(self._classify, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
 
     def _logits(self, features):
         dense, cat = self.preprocessor(features)
@@ -44,6 +54,25 @@ class ServingModule(tf.Module):
 
     def _probability(self, features):
         return {OUTPUT: tf.sigmoid(self._logits(features)["logits"])}
+
+    def _classify(self, inputs):
+        p = self._probability(tf.io.parse_example(inputs, self.example_spec))[OUTPUT]
+        return {"scores": tf.concat([1 - p, p], axis=1),
+                "classes": tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])}
+
+
+def set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
+    """tf.saved_model.save marks every signature as Predict; TF Serving's Classify and Regress
+    APIs serve only signatures marked with their own method name."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        sm.ParseFromString(f.read())
+    for meta in sm.meta_graphs:
+        meta.signature_def[signature].method_name = method
+    with open(path, "wb") as f:
+        f.write(sm.SerializeToString())
 
 
 def next_version(base: str) -> int:
@@ -68,7 +97,9 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
     try:
         tf.saved_model.save(module, tmp, signatures={
             SIGNATURE: module.serve.get_concrete_function(),
-            "predict_logits": module.logits.get_concrete_function()})
+            "predict_logits": module.logits.get_concrete_function(),
+            CLASSIFY: module.classify.get_concrete_function()})
+        set_method_name(tmp, CLASSIFY, CLASSIFY_METHOD)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "schema.json"), "w") as f:
             json.dump(schema.to_json(), f, indent=2, default=schema_lib._json_default)

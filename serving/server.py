@@ -5,8 +5,9 @@ tensorflow_model_server (there is no binary of it on PyPI or Debian).
       [--rest_api_port=8501] [--enable_batching] [--batching_parameters_file=...]
   python -m serving.server --model_config_file=EXPORT/models.config   # every exported model
 
-gRPC: PredictionService.Predict and GetModelMetadata, ModelService.GetModelStatus (Classify,
-Regress and MultiInference answer UNIMPLEMENTED). REST: POST /v1/models/<name>[/versions/<v>|
+gRPC: PredictionService.Predict, Classify (signatures marked tensorflow/serving/classify, like the
+export's "classify") and GetModelMetadata, ModelService.GetModelStatus (Regress and
+MultiInference answer UNIMPLEMENTED). REST: POST /v1/models/<name>[/versions/<v>|
 /labels/<l>]:predict with "instances" or "inputs"; GET /v1/models/<name>[/versions/<v>] and
 .../metadata. Status codes follow TF Serving: NOT_FOUND for an unknown model or version,
 INVALID_ARGUMENT for missing inputs or wrong dtypes/shapes, RESOURCE_EXHAUSTED above the request
@@ -28,9 +29,10 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
+from ctr_tf.export import CLASSIFY_METHOD
 from serving import errors
 from serving.models import AVAILABLE, ModelManager, VersionPolicy
 
@@ -84,6 +86,23 @@ def _fill_tensor_proto(proto, array: np.ndarray):
         proto.CopyFrom(tf.make_tensor_proto(array))
 
 
+def serialized_examples(inp) -> list[bytes]:
+    """A tensorflow.serving.Input's tf.Examples, serialized; with example_list_with_context the
+    context's features are added to every example (an example's own feature wins), as TF Serving
+    does by concatenating the two serialized messages."""
+    kind = inp.WhichOneof("kind")
+    if kind == "example_list":
+        examples = [e.SerializeToString() for e in inp.example_list.examples]
+    elif kind == "example_list_with_context":
+        context = inp.example_list_with_context.context.SerializeToString()
+        examples = [context + e.SerializeToString() for e in inp.example_list_with_context.examples]
+    else:
+        examples = []
+    if not examples:
+        raise errors.invalid("Input is empty.")
+    return examples
+
+
 async def _answer(context, fn):
     """Runs the coroutine fn(); ServingError -> its status, anything else -> INTERNAL.
     The server never dies on a bad request."""
@@ -127,7 +146,31 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return await _answer(context, run)
 
     async def Classify(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Classify is not served by this server; use Predict")
+        async def run():
+            loaded = self.registry.version(request.model_spec)
+            sig = loaded.signature(request.model_spec.signature_name)
+            method = loaded.signature_defs[sig.name].method_name
+            if method != CLASSIFY_METHOD:
+                raise errors.invalid(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
+                                     f"Was: {method}")
+            examples = serialized_examples(request.input)
+            outputs = await sig.call_async({"inputs": tf.make_tensor_proto(np.array(examples, dtype=object))},
+                                           self.executor)
+            response = classification_pb2.ClassificationResponse()
+            response.model_spec.name = loaded.model_name
+            response.model_spec.version.value = loaded.version
+            response.model_spec.signature_name = sig.name
+            scores, classes = outputs.get("scores"), outputs.get("classes")
+            for i in range(len(examples)):
+                row = response.result.classifications.add()
+                for j in range(scores.shape[1] if scores is not None else classes.shape[1]):
+                    c = row.classes.add()
+                    if classes is not None:
+                        c.label = classes[i, j].decode()
+                    if scores is not None:
+                        c.score = float(scores[i, j])
+            return response
+        return await _answer(context, run)
 
     async def Regress(self, request, context):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Regress is not served by this server; use Predict")

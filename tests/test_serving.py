@@ -207,6 +207,56 @@ def test_output_filter_and_second_signature(setup, server):
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), saved_model_scores(setup["v1"], rows), rtol=1e-5)
 
 
+def examples_of(rows) -> list:
+    """The rows as tf.Examples, a missing value (NaN, "") left out as TF Serving clients do."""
+    n = len(next(iter(rows.values())))
+    out = []
+    for i in range(n):
+        ex = tf.train.Example()
+        for k, v in rows.items():
+            if v.dtype == object:
+                if v[i]:
+                    ex.features.feature[k].bytes_list.value.append(v[i])
+            elif not np.isnan(v[i]):
+                ex.features.feature[k].float_list.value.append(float(v[i]))
+        out.append(ex)
+    return out
+
+
+def test_classify_with_plain_stubs_matches_predict(setup, server):
+    from tensorflow_serving.apis import classification_pb2
+    rows, _ = raw_rows(setup["text"], 30)
+    predict_stub, _ = stubs(server.port)
+    req = classification_pb2.ClassificationRequest()
+    req.model_spec.name, req.model_spec.signature_name = "deepfm", "classify"
+    req.input.example_list.examples.extend(examples_of(rows))
+    resp = predict_stub.Classify(req, timeout=30)
+    assert resp.model_spec.version.value == 1 and len(resp.result.classifications) == 30
+    assert [c.label for c in resp.result.classifications[0].classes] == ["0", "1"]
+    clicks = np.array([c.classes[1].score for c in resp.result.classifications])
+    np.testing.assert_allclose(clicks, saved_model_scores(setup["v1"], rows), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([c.classes[0].score for c in resp.result.classifications], 1 - clicks, atol=1e-6)
+    # with context: C1 shared by every example unless an example has its own
+    shared = {k: v.copy() for k, v in rows.items()}
+    shared["C1"] = np.array([b"68fd1e64"] * 30, dtype=object)
+    req = classification_pb2.ClassificationRequest()
+    req.model_spec.name, req.model_spec.signature_name = "deepfm", "classify"
+    req.input.example_list_with_context.context.features.feature["C1"].bytes_list.value.append(b"68fd1e64")
+    for ex in examples_of({k: v for k, v in rows.items() if k != "C1"}):
+        req.input.example_list_with_context.examples.append(ex)
+    resp = predict_stub.Classify(req, timeout=30)
+    np.testing.assert_allclose([c.classes[1].score for c in resp.result.classifications],
+                               saved_model_scores(setup["v1"], shared), rtol=1e-5, atol=1e-6)
+    # Classify on a Predict signature, and an empty input: INVALID_ARGUMENT, as TF Serving answers
+    for signature, examples in (("serving_default", examples_of(rows)), ("classify", [])):
+        req = classification_pb2.ClassificationRequest()
+        req.model_spec.name, req.model_spec.signature_name = "deepfm", signature
+        req.input.example_list.examples.extend(examples)
+        with pytest.raises(grpc.RpcError) as e:
+            predict_stub.Classify(req, timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+
+
 def test_request_over_the_size_cap_is_resource_exhausted(setup):
     s = start_server(os.path.join(setup["export_dir"], "deepfm"), max_request_bytes=20_000, rest=False)
     try:
