@@ -429,7 +429,8 @@ def managers_from_config(path: str, poll_seconds: float, batching: dict | None) 
 
 
 def parse_batching_parameters(path: str | None) -> dict:
-    """The fields of a TF Serving batching_parameters.pbtxt that the local batcher uses."""
+    """The fields of a TF Serving batching_parameters.pbtxt that the local batcher reads
+    (num_batch_threads is read but not used: batches run one at a time on the event loop)."""
     params = {"max_batch_size": 1024, "batch_timeout_micros": 2000, "num_batch_threads": 4, "max_enqueued_batches": 100}
     if path:
         text = open(path).read()
