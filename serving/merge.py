@@ -29,6 +29,8 @@ VALUE_FIELDS = {tf.float32: "float_val", tf.float64: "double_val", tf.int32: "in
 
 def supported(specs) -> bool:
     """Whether make_runner can merge requests for these input TensorSpecs."""
+    if not specs:
+        return False
     for spec in specs:
         if spec.dtype not in VALUE_FIELDS or spec.shape.rank is None or spec.shape.rank < 1:
             return False

@@ -127,3 +127,20 @@ def test_inputs_it_cannot_merge_are_reported():
     assert not merge.supported([tf.TensorSpec([], tf.float32)])
     assert not merge.supported([tf.TensorSpec(None, tf.float32)])
     assert not merge.supported([tf.TensorSpec([None], tf.float16)])
+    assert not merge.supported([])
+
+
+def test_a_signature_merge_cannot_handle_runs_requests_one_at_a_time(tmp_path):
+    from serving import errors
+    from serving.models import Signature
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"s": tf.reduce_sum(x, axis=1)},
+                           input_signature=[tf.TensorSpec([None, None], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path), signatures=module.f.get_concrete_function())
+    loaded = tf.saved_model.load(str(tmp_path))
+    sig = Signature("s", loaded.signatures["serving_default"], batching={"max_batch_size": 8})
+    assert sig.batcher is None  # ragged inner dimension: no merging, so no batching
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(sig.call_now({"x": tf.make_tensor_proto(x)})["s"], x.sum(axis=1))
+    with pytest.raises(errors.ServingError):
+        sig.call_now({"x": tf.make_tensor_proto(x.astype(np.int32))})
