@@ -118,7 +118,8 @@ async def _answer(context, fn):
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Handlers on the server's asyncio loop: a request costs no thread of its own. Under dynamic
-    batching the handler awaits the batcher's future; otherwise the model runs on `executor`."""
+    batching the handler awaits its batch (which runs on the loop); otherwise the model runs on
+    `executor`."""
 
     def __init__(self, registry, executor):
         self.registry, self.executor = registry, executor
