@@ -56,9 +56,14 @@ def start_server(base, batching=None, max_request_bytes=64 << 20, policy=Version
     return server
 
 
-@pytest.fixture(scope="module")
-def server(setup):
-    s = start_server(os.path.join(setup["export_dir"], "deepfm"))
+BATCHING = {"max_batch_size": 256, "batch_timeout_micros": 2000, "num_batch_threads": 1, "max_enqueued_batches": 100}
+
+
+@pytest.fixture(scope="module", params=["threads", "batching"])
+def server(setup, request):
+    """Both transports: handlers on threads (no batching) and coroutines on grpc.aio (batching)."""
+    s = start_server(os.path.join(setup["export_dir"], "deepfm"), batching=BATCHING if request.param == "batching" else None)
+    assert s.batching == (request.param == "batching")
     yield s
     s.stop(0)
 

@@ -142,5 +142,11 @@ def test_a_signature_merge_cannot_handle_runs_requests_one_at_a_time(tmp_path):
     assert sig.batcher is None  # ragged inner dimension: no merging, so no batching
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(sig.call_now({"x": tf.make_tensor_proto(x)})["s"], x.sum(axis=1))
+    # from a batching server's event loop it runs on the executor's threads
+    import asyncio
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        out = asyncio.run(sig.call_async({"x": tf.make_tensor_proto(x)}, pool))
+    np.testing.assert_array_equal(out["s"], x.sum(axis=1))
     with pytest.raises(errors.ServingError):
         sig.call_now({"x": tf.make_tensor_proto(x.astype(np.int32))})
