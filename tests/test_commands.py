@@ -1,5 +1,6 @@
 """The README's commands, run as a user runs them (smaller sizes), so the README stays true."""
 import os
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,10 @@ def test_train_benchmark_prints_its_table(tmp_path):
 
 
 def test_serving_benchmark_prints_its_table():
-    out = run("serving.benchmark", "--seconds=0.2", "--batch_sizes=1,16", "--concurrency=1,2")
+    out = run("serving.benchmark", "--seconds=0.2", "--batch_sizes=1,16", "--concurrency=1,2",
+              "--goal_rounds=2", "--goal_seconds=0.2")
     for mode in ("in_process", "grpc", "grpc_batching", "rest"):
         assert f"\n{mode}" in out
+    # the ratio goals come from their own paired rounds, whatever cells the table had
+    assert re.search(r"gRPC time / in-process time at 128 rows: [\d.]+x \(rounds [\d.]+-[\d.]+\)", out), out
+    assert re.search(r"batching / unbatched req/s, 1 row, concurrency 32: [\d.]+x \(rounds", out), out
