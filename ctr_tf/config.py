@@ -49,6 +49,20 @@ class LRSchedule(str, enum.Enum):
     WARMUP_DECAY = "warmup_decay"
 
 
+class EmbeddingGate(str, enum.Enum):
+    """GateNet's embedding gate: none; scalar (one gate per field and row, from w_f . e_f);
+    vector (one gate per embedding dimension, from W_f e_f)."""
+    NONE = "none"
+    SCALAR = "scalar"
+    VECTOR = "vector"
+
+
+class CrossStructure(str, enum.Enum):
+    """How DCN-V2's cross network and MLP combine: side by side, or the MLP on the cross output."""
+    PARALLEL = "parallel"
+    STACKED = "stacked"
+
+
 def _check(cond: bool, flag: str, value, why: str):
     if not cond:
         raise ConfigError(f"--{flag}={value!r}: {why}")
@@ -71,6 +85,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    """Every model option; a model reads the ones it needs. Field names are the flag names."""
     name: str = "deepfm"
     embedding_dim: int = 16
     embedding_init_std: float = 1e-4
@@ -80,16 +95,58 @@ class ModelConfig:
     batch_norm: bool = False
     embedding_l2: float = 0.0
     dense_l2: float = 0.0
+    # DCN, DCN-V2
+    cross_layers: int = 3
+    cross_low_rank: int = 0
+    cross_structure: CrossStructure = CrossStructure.PARALLEL
+    paddlerec_shared_cross: bool = False
+    # xDeepFM
+    cin_layer_sizes: tuple[int, ...] = (200, 200, 200)
+    cin_split_half: bool = True
+    # DLRM
+    dlrm_bottom_units: tuple[int, ...] = (512, 256, 64, 16)
+    dlrm_top_units: tuple[int, ...] = (512, 256)
+    dlrm_self_interaction: bool = False
+    # GateDNN
+    embedding_gate: EmbeddingGate = EmbeddingGate.SCALAR
+    hidden_gate: bool = True
+    hidden_gate_activation: str = "tanh"
+    # DeepFEFM
+    fefm_l2: float = 0.0
+    # FLEN
+    flen_dice_factor: float = 0.0
+    paddlerec_flen_mf_only: bool = False
 
     def __post_init__(self):
-        from ctr_tf.models import registry
-        _check(self.name in registry.names(), "model", self.name, f"unknown model; known: {', '.join(registry.names())}")
+        _check(bool(self.name), "model", self.name, "a model name is required")
         _check(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
         _check(self.embedding_init_std > 0, "embedding_init_std", self.embedding_init_std, "must be > 0")
-        _check(all(u >= 1 for u in self.hidden_units), "hidden_units", list(self.hidden_units), "units must be >= 1")
+        for name in ("hidden_units", "cin_layer_sizes", "dlrm_bottom_units", "dlrm_top_units"):
+            units = getattr(self, name)
+            _check(all(isinstance(u, int) and u >= 1 for u in units), name, ",".join(map(str, units)),
+                   "sizes must be integers >= 1")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _check(self.embedding_l2 >= 0, "embedding_l2", self.embedding_l2, "must be >= 0")
         _check(self.dense_l2 >= 0, "dense_l2", self.dense_l2, "must be >= 0")
+        _check(self.cross_layers >= 1, "cross_layers", self.cross_layers, "must be >= 1")
+        _check(self.cross_low_rank >= 0, "cross_low_rank", self.cross_low_rank, "must be >= 0 (0: full-rank matrices)")
+        for name in ("cin_layer_sizes", "dlrm_bottom_units"):
+            _check(len(getattr(self, name)) >= 1, name, "", "needs at least one layer")
+        _check(not self.cin_split_half or all(u % 2 == 0 for u in self.cin_layer_sizes[:-1]), "cin_layer_sizes",
+               ",".join(map(str, self.cin_layer_sizes)),
+               "with --cin_split_half every layer but the last must have an even size")
+        _check(self.name != "dlrm" or self.dlrm_bottom_units[-1] == self.embedding_dim,
+               "dlrm_bottom_units", ",".join(map(str, self.dlrm_bottom_units)),
+               f"the last bottom layer must equal --embedding_dim={self.embedding_dim} (its output meets the "
+               "embeddings in the dot interaction)")
+        _check(self.fefm_l2 >= 0, "fefm_l2", self.fefm_l2, "must be >= 0")
+        _check(0 <= self.flen_dice_factor < 1, "flen_dice_factor", self.flen_dice_factor, "must be in [0, 1)")
+        for name in ("activation", "hidden_gate_activation"):
+            try:
+                import tensorflow as tf
+                tf.keras.activations.get(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"--{name}={getattr(self, name)!r}: not a Keras activation") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,13 +237,25 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> "ExperimentConfig":
-        train = dict(d["train"])
-        for key, enum_cls in (("mode", Mode), ("precision", Precision), ("strategy", Strategy),
-                              ("optimizer", Optimizer), ("lr_schedule", LRSchedule)):
-            train[key] = enum_cls(train[key])
-        model = dict(d["model"])
-        model["hidden_units"] = tuple(model["hidden_units"])
-        return cls(DataConfig(**d["data"]), ModelConfig(**model), TrainConfig(**train))
+        return cls(_restore(DataConfig, d["data"]), _restore(ModelConfig, d["model"]), _restore(TrainConfig, d["train"]))
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
+
+
+def _restore(config_cls, values: dict):
+    """A config dataclass from its JSON form: lists back to tuples, strings back to enums, by the
+    type of each field's default (unknown keys are an error naming them)."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{config_cls.__name__} has no option(s) {', '.join(unknown)}")
+    out = {}
+    for key, value in values.items():
+        default = fields[key].default
+        if isinstance(default, enum.Enum):
+            value = type(default)(value)
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        out[key] = value
+    return config_cls(**out)

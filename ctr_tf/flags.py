@@ -1,4 +1,7 @@
 """Every trainer flag, defined once, and the one mapping from flags to ExperimentConfig."""
+import dataclasses
+import enum
+
 from absl import flags
 
 from ctr_tf import config as cfg_lib
@@ -43,7 +46,31 @@ def define_flags():
     flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.")
     flags.DEFINE_boolean("batch_norm", False, "Batch normalisation in the MLP.")
     flags.DEFINE_float("embedding_l2", 0.0, "L2 on the embedding rows looked up in each batch.")
-    flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels.")
+    flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).")
+    # Model-specific options; a model reads only its own.
+    flags.DEFINE_integer("cross_layers", 3, "DCN, DCN-V2: number of cross layers.")
+    flags.DEFINE_integer("cross_low_rank", 0, "DCN-V2: rank of the low-rank cross matrices; 0: full rank.")
+    flags.DEFINE_enum("cross_structure", "parallel", [s.value for s in cfg_lib.CrossStructure],
+                      "DCN-V2: the MLP beside the cross network (parallel) or on its output (stacked).")
+    flags.DEFINE_boolean("paddlerec_shared_cross", False, "DCN: one weight vector and bias shared by every cross "
+                         "layer, as PaddleRec's DCN does (the paper gives each layer its own).")
+    flags.DEFINE_list("cin_layer_sizes", ["200", "200", "200"], "xDeepFM: feature maps of each CIN layer.")
+    flags.DEFINE_boolean("cin_split_half", True, "xDeepFM: half of each hidden CIN layer's maps go to the output, "
+                         "half to the next layer.")
+    flags.DEFINE_list("dlrm_bottom_units", ["512", "256", "64", "16"], "DLRM: bottom MLP sizes; the last equals "
+                      "--embedding_dim.")
+    flags.DEFINE_list("dlrm_top_units", ["512", "256"], "DLRM: top MLP sizes (a logit layer follows).")
+    flags.DEFINE_boolean("dlrm_self_interaction", False, "DLRM: include each vector's dot product with itself.")
+    flags.DEFINE_enum("embedding_gate", "scalar", [g.value for g in cfg_lib.EmbeddingGate],
+                      "GateDNN: gate on each field embedding: one scalar, or one per dimension.")
+    flags.DEFINE_boolean("hidden_gate", True, "GateDNN: gate every hidden layer.")
+    flags.DEFINE_string("hidden_gate_activation", "tanh", "GateDNN: activation of the hidden gates "
+                        "(PaddleRec: tanh; the paper: sigmoid).")
+    flags.DEFINE_float("fefm_l2", 0.0, "DeepFEFM: L2 on the field-pair matrices.")
+    flags.DEFINE_float("flen_dice_factor", 0.0, "FLEN: DiceFactor, the probability of dropping each bi-interaction "
+                       "term while training.")
+    flags.DEFINE_boolean("paddlerec_flen_mf_only", False, "FLEN: keep only the between-group (MF) interactions, "
+                         "as PaddleRec's FLEN does (the paper adds the within-group FM part).")
     # The optimisation.
     flags.DEFINE_enum("optimizer", "lazy_adam", [o.value for o in cfg_lib.Optimizer],
                       "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.")
@@ -63,22 +90,31 @@ def define_flags():
     flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.")
 
 
+def _model_config() -> cfg_lib.ModelConfig:
+    """ModelConfig from the flags of the same names: lists to int tuples, strings to enums."""
+    values = {}
+    for field in dataclasses.fields(cfg_lib.ModelConfig):
+        flag = "model" if field.name == "name" else field.name
+        value = FLAGS[flag].value
+        if isinstance(field.default, tuple):
+            try:
+                value = tuple(int(u) for u in value)
+            except ValueError:
+                raise cfg_lib.ConfigError(f"--{flag}={','.join(value)!r}: expected integers") from None
+        elif isinstance(field.default, enum.Enum):
+            value = type(field.default)(value)
+        values[field.name] = value
+    return cfg_lib.ModelConfig(**values)
+
+
 def config_from_flags() -> cfg_lib.ExperimentConfig:
     """FLAGS -> a validated ExperimentConfig; a bad value raises ConfigError naming the flag."""
-    try:
-        hidden = tuple(int(u) for u in FLAGS.hidden_units)
-    except ValueError:
-        raise cfg_lib.ConfigError(f"--hidden_units={','.join(FLAGS.hidden_units)!r}: expected integers") from None
     for flag in ("data_dir", "model_dir"):
         if not FLAGS[flag].value:
             raise cfg_lib.ConfigError(f"--{flag} is required")
     return cfg_lib.ExperimentConfig(
         data=cfg_lib.DataConfig(data_dir=FLAGS.data_dir, eval_split=FLAGS.eval_split, test_split=FLAGS.test_split),
-        model=cfg_lib.ModelConfig(
-            name=FLAGS.model, embedding_dim=FLAGS.embedding_dim, embedding_init_std=FLAGS.embedding_init_std,
-            hidden_units=hidden,
-            activation=FLAGS.activation, dropout=FLAGS.dropout, batch_norm=FLAGS.batch_norm,
-            embedding_l2=FLAGS.embedding_l2, dense_l2=FLAGS.dense_l2),
+        model=_model_config(),
         train=cfg_lib.TrainConfig(
             model_dir=FLAGS.model_dir, mode=cfg_lib.Mode(FLAGS.mode), epochs=FLAGS.epochs,
             batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.eval_batch_size,

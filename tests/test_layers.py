@@ -92,9 +92,10 @@ def test_layer_config_round_trip_gives_the_same_outputs(layer, x):
     np.testing.assert_allclose(clone(tf.constant(x)).numpy(), y.numpy(), rtol=1e-6)
 
 
-def _toy_schema(vocab=(10, 20, 30), dense=4):
+def _toy_schema(vocab=(10, 20, 30), dense=4, groups=("user", "item", "context")):
     feats = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "log1p") for i in range(dense)) + tuple(
-        schema_lib.FeatureSpec(f"C{i}", "categorical", f"C{i}", "hash", vocab_size=v, params={"hash_buckets": v - 1})
+        schema_lib.FeatureSpec(f"C{i}", "categorical", f"C{i}", "hash", vocab_size=v, params={"hash_buckets": v - 1},
+                               group=groups[i % len(groups)] if groups else None)
         for i, v in enumerate(vocab))
     raw = tuple(schema_lib.RawInput(f.source, "float32" if f.kind == "dense" else "string") for f in feats)
     return schema_lib.Schema(raw, feats, {"type": "packed_rows_v1", "num_dense": dense, "num_categorical": len(vocab)})
@@ -105,6 +106,8 @@ def _toy_schema(vocab=(10, 20, 30), dense=4):
     ("lr", 60 + 4 + 1),
     # FM: LR + a K=8 vector per id and per dense feature.
     ("fm", 60 + 4 + 1 + 60 * 8 + 4 * 8),
+    # FFM: LR + per id and per dense feature one K=8 vector toward each of the other 3 + 4 - 1 = 6 fields.
+    ("ffm", 60 + 4 + 1 + 60 * 8 * 6 + 4 * 8 * 6),
 ])
 def test_shallow_model_parameter_counts(name, expected):
     model = models.build(_toy_schema(), cfg_lib.ModelConfig(name=name, embedding_dim=8))
@@ -123,9 +126,15 @@ def test_deepfm_parameter_count_and_logit_decomposition():
     np.testing.assert_allclose(total, lin + fm + deep, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["lr", "fm", "dnn", "deepfm"])
+def tiny_model_config(name, **kw):
+    """Every model at test size (DLRM's bottom MLP must end at the embedding size)."""
+    return cfg_lib.ModelConfig(name=name, embedding_dim=4, hidden_units=(8, 4), cin_layer_sizes=(4, 4),
+                               dlrm_bottom_units=(8, 4), dlrm_top_units=(8,), **kw)
+
+
+@pytest.mark.parametrize("name", models.names())
 def test_model_keras_save_load_round_trip(tmp_path, name):
-    model = models.build(_toy_schema(), cfg_lib.ModelConfig(name=name, embedding_dim=4, hidden_units=(8, 4)))
+    model = models.build(_toy_schema(), tiny_model_config(name))
     x = {"dense": tf.constant(RNG.normal(size=(5, 4)), tf.float32), "cat": tf.constant(RNG.integers(0, 10, (5, 3)), tf.int32)}
     for w in model.trainable_weights:
         w.assign(tf.random.normal(w.shape, stddev=0.3))

@@ -1,7 +1,15 @@
 """The shared layer library: one small file per interaction family."""
+from ctr_tf.layers.cin import CIN
+from ctr_tf.layers.cross import CrossNetV1
+from ctr_tf.layers.dot import DotInteraction
 from ctr_tf.layers.embedding import DenseFieldEmbedding, FieldEmbedding
+from ctr_tf.layers.fefm import FEFMInteraction
+from ctr_tf.layers.ffm import FFMInteraction
+from ctr_tf.layers.field_wise import FieldWiseBiInteraction
 from ctr_tf.layers.fm import FMInteraction
+from ctr_tf.layers.gate import EmbeddingGate, HiddenGate
 from ctr_tf.layers.linear import LinearTerm
 from ctr_tf.layers.mlp import MLP
 
-__all__ = ["DenseFieldEmbedding", "FieldEmbedding", "FMInteraction", "LinearTerm", "MLP"]
+__all__ = ["CIN", "CrossNetV1", "DenseFieldEmbedding", "DotInteraction", "EmbeddingGate", "FEFMInteraction", "FFMInteraction",
+           "FieldEmbedding", "FieldWiseBiInteraction", "FMInteraction", "HiddenGate", "LinearTerm", "MLP"]

@@ -1,7 +1,15 @@
-"""Pieces every model shares: inputs from the schema, field vectors, the output head."""
+"""Pieces every model shares: inputs from the schema, the one embedding path, the linear term,
+the MLP and the output head.
+
+Field order, used by every view: the categorical features in schema order, then the dense
+features in schema order.
+"""
+from __future__ import annotations
+
 import tensorflow as tf
 
 from ctr_tf import layers
+from ctr_tf.config import ConfigError
 
 
 def inputs_from_schema(schema) -> dict:
@@ -9,28 +17,88 @@ def inputs_from_schema(schema) -> dict:
             "cat": tf.keras.Input(shape=(len(schema.categorical_features),), dtype=tf.int32, name="cat")}
 
 
-def field_vectors(inputs, schema, cfg, dense_as_fields=True) -> tf.Tensor:
-    """[B, F, K]: categorical embeddings, then (optionally) dense fields as x_j * v_j."""
-    parts = []
-    if schema.categorical_features:
-        parts.append(layers.FieldEmbedding(schema.vocab_sizes, cfg.embedding_dim, l2=cfg.embedding_l2,
-                                           init_std=cfg.embedding_init_std, name="embedding")(inputs["cat"]))
-    if dense_as_fields and schema.dense_features:
-        parts.append(layers.DenseFieldEmbedding(cfg.embedding_dim, init_std=cfg.embedding_init_std,
-                                                name="dense_embedding")(inputs["dense"]))
-    return parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(axis=1, name="fields")(parts)
+def field_names(schema) -> list[str]:
+    """The names of the fields in the order of every embedding view."""
+    return [f.name for f in schema.categorical_features] + [f.name for f in schema.dense_features]
 
 
-def flat_embeddings_and_dense(inputs, schema, cfg) -> tf.Tensor:
-    """[B, C*K + D]: flattened categorical embeddings followed by the raw dense values."""
-    parts = []
-    if schema.categorical_features:
-        emb = layers.FieldEmbedding(schema.vocab_sizes, cfg.embedding_dim, l2=cfg.embedding_l2,
-                                    init_std=cfg.embedding_init_std, name="embedding")(inputs["cat"])
-        parts.append(tf.keras.layers.Flatten()(emb))
-    if schema.dense_features:
-        parts.append(tf.keras.layers.Activation("linear")(inputs["dense"]))
-    return parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(axis=1)(parts)
+class Embeddings:
+    """A model's categorical table, built once; the views a builder asks for are made from it.
+
+    `dim` is the width of a field's vector (FFM asks for K * (F - 1)); a view built twice is the
+    same tensor, so two views of one model always share one table.
+    """
+
+    def __init__(self, inputs, schema, cfg, dim: int | None = None, name: str = "embedding"):
+        self.inputs, self.schema, self.cfg = inputs, schema, cfg
+        self.dim = int(dim or cfg.embedding_dim)
+        self.name = name
+        self._cat = None
+        self._dense = None
+        self._cache = {}
+        if schema.categorical_features:
+            self._cat = layers.FieldEmbedding(schema.vocab_sizes, self.dim, l2=cfg.embedding_l2,
+                                              init_std=cfg.embedding_init_std, name=name)(inputs["cat"])
+
+    def categorical(self) -> tf.Tensor | None:
+        """[B, C, dim]: the categorical fields' vectors (None without categorical features)."""
+        return self._cat
+
+    def fields(self, dense_as_fields: bool = True) -> tf.Tensor:
+        """[B, F, dim]: categorical vectors, then (optionally) dense fields as x_j * v_j."""
+        key = ("fields", dense_as_fields)
+        if key not in self._cache:
+            parts = [self._cat] if self._cat is not None else []
+            if dense_as_fields and self.schema.dense_features:
+                if self._dense is None:
+                    self._dense = layers.DenseFieldEmbedding(self.dim, init_std=self.cfg.embedding_init_std,
+                                                             name=f"dense_{self.name}")(self.inputs["dense"])
+                parts.append(self._dense)
+            if not parts:
+                raise ConfigError("the schema has no features to embed")
+            self._cache[key] = parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(
+                axis=1, name=f"{self.name}_fields")(parts)
+        return self._cache[key]
+
+    def flat_and_dense(self) -> tf.Tensor:
+        """[B, C * dim + D]: flattened categorical vectors followed by the raw dense values."""
+        if "flat" not in self._cache:
+            parts = []
+            if self._cat is not None:
+                parts.append(tf.keras.layers.Flatten(name=f"{self.name}_flat")(self._cat))
+            if self.schema.dense_features:
+                parts.append(self.inputs["dense"])
+            self._cache["flat"] = parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(
+                axis=1, name=f"{self.name}_flat_and_dense")(parts)
+        return self._cache["flat"]
+
+    def group_indices(self, model_name: str) -> list[int]:
+        """The group number of every categorical field (schema `group`, numbered by first use),
+        for models that interact field groups (FLEN). A schema without groups is an error that
+        says what the model needs."""
+        cats = self.schema.categorical_features
+        missing = [f.name for f in cats if not f.group]
+        if not cats or missing:
+            raise ConfigError(
+                f"--model={model_name} needs field groups (user / item / context) in schema.json, but "
+                f"{len(missing) if cats else 'all'} categorical feature(s) have none"
+                f"{' (' + ', '.join(missing[:5]) + (', ...' if len(missing) > 5 else '') + ')' if missing else ''}; "
+                "convert Avazu data (avazu_csv or avazu_slot), whose features the converter assigns to groups")
+        order = list(dict.fromkeys(f.group for f in cats))
+        if len(order) < 2:
+            raise ConfigError(f"--model={model_name} needs at least two field groups; the schema has only {order}")
+        return [order.index(f.group) for f in cats]
+
+
+def linear_term(inputs, schema, cfg, name: str = "linear") -> tf.Tensor:
+    """b + sum_c w[id_c] + u . x, [B, 1]."""
+    return layers.LinearTerm(schema.vocab_sizes, l2=cfg.embedding_l2, name=name)(inputs)
+
+
+def mlp(x, cfg, name: str = "mlp", units=None) -> tf.Tensor:
+    """The configured MLP (hidden_units, activation, dropout, batch_norm, dense_l2) on x."""
+    return layers.MLP(cfg.hidden_units if units is None else units, cfg.activation, cfg.dropout,
+                      cfg.batch_norm, cfg.dense_l2, name=name)(x)
 
 
 def logit_head(x, name="logit"):

@@ -24,5 +24,6 @@ def build(schema, model_config):
     """The registered model as a functional tf.keras.Model: {"dense", "cat"} -> logits [B, 1] float32."""
     from ctr_tf.models import zoo  # noqa: F401
     if model_config.name not in _BUILDERS:
-        raise ValueError(f"unknown model {model_config.name!r}; known: {', '.join(names())}")
+        from ctr_tf.config import ConfigError
+        raise ConfigError(f"--model={model_config.name!r}: unknown model; known: {', '.join(names())}")
     return _BUILDERS[model_config.name](schema, model_config)
