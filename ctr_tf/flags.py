@@ -10,92 +10,93 @@ from ctr_tf.models import registry
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    if "model" in FLAGS:
+def define_flags(fv: flags.FlagValues = FLAGS):
+    """Defines every trainer flag once on `fv` (absl's global FLAGS unless a test passes its own)."""
+    if "model" in fv:
         return
     # The run.
-    flags.DEFINE_enum("model", "deepfm", registry.names(), "Model to train.")
-    flags.DEFINE_string("data_dir", None, "Directory written by pipelines.criteo_to_tfrecords (holds schema.json).")
-    flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard events, config and exports go here.")
+    flags.DEFINE_enum("model", "deepfm", registry.names(), "Model to train.", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Directory written by pipelines.criteo_to_tfrecords (holds schema.json).", flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard events, config and exports go here.", flag_values=fv)
     flags.DEFINE_enum("mode", "train_and_evaluate", [m.value for m in cfg_lib.Mode],
-                      "train_and_evaluate: train, evaluate on the test split, export; or one of the steps.")
-    flags.DEFINE_integer("epochs", 1, "Training epochs.")
-    flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 = one pass over the training split.")
-    flags.DEFINE_integer("batch_size", 512, "Training batch size (global, across replicas).")
-    flags.DEFINE_integer("eval_batch_size", 8192, "Evaluation and prediction batch size.")
+                      "train_and_evaluate: train, evaluate on the test split, export; or one of the steps.", flag_values=fv)
+    flags.DEFINE_integer("epochs", 1, "Training epochs.", flag_values=fv)
+    flags.DEFINE_integer("steps_per_epoch", 0, "Steps per epoch; 0 = one pass over the training split.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 512, "Training batch size (global, across replicas).", flag_values=fv)
+    flags.DEFINE_integer("eval_batch_size", 8192, "Evaluation and prediction batch size.", flag_values=fv)
     flags.DEFINE_string("export_dir", "", "SavedModel base directory; default <model_dir>/export. "
-                        "Exports land in <export_dir>/<model_name>/<version>/ as TF Serving expects.")
-    flags.DEFINE_string("model_name", "", "Name of the exported model; default: --model.")
-    flags.DEFINE_enum("precision", "float32", [p.value for p in cfg_lib.Precision], "Compute precision.")
+                        "Exports land in <export_dir>/<model_name>/<version>/ as TF Serving expects.", flag_values=fv)
+    flags.DEFINE_string("model_name", "", "Name of the exported model; default: --model.", flag_values=fv)
+    flags.DEFINE_enum("precision", "float32", [p.value for p in cfg_lib.Precision], "Compute precision.", flag_values=fv)
     flags.DEFINE_enum("strategy", "default", [s.value for s in cfg_lib.Strategy],
-                      "tf.distribute strategy; multi_worker and parameter_server read TF_CONFIG.")
-    flags.DEFINE_string("warm_start_from", "", "A model_dir whose latest weights initialise this run (weights only).")
-    flags.DEFINE_string("eval_epochs", "", "With --mode=evaluate: the saved epochs to evaluate, START:END (END excluded).")
-    flags.DEFINE_string("predict_output", "", "With --mode=predict: output file; default <model_dir>/predictions-<split>.txt.")
-    flags.DEFINE_enum("eval_split", "valid", ["train", "valid", "test"], "Split evaluated after every epoch.")
-    flags.DEFINE_enum("test_split", "test", ["train", "valid", "test"], "Split of the final evaluation and of predict.")
-    flags.DEFINE_integer("seed", 0, "Global random seed.")
-    flags.DEFINE_boolean("deterministic", False, "Deterministic ops and input order: same seed, same result.")
-    flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N epoch checkpoints; 0 keeps all.")
+                      "tf.distribute strategy; multi_worker and parameter_server read TF_CONFIG.", flag_values=fv)
+    flags.DEFINE_string("warm_start_from", "", "A model_dir whose latest weights initialise this run (weights only).", flag_values=fv)
+    flags.DEFINE_string("eval_epochs", "", "With --mode=evaluate: the saved epochs to evaluate, START:END (END excluded).", flag_values=fv)
+    flags.DEFINE_string("predict_output", "", "With --mode=predict: output file; default <model_dir>/predictions-<split>.txt.", flag_values=fv)
+    flags.DEFINE_enum("eval_split", "valid", ["train", "valid", "test"], "Split evaluated after every epoch.", flag_values=fv)
+    flags.DEFINE_enum("test_split", "test", ["train", "valid", "test"], "Split of the final evaluation and of predict.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Global random seed.", flag_values=fv)
+    flags.DEFINE_boolean("deterministic", False, "Deterministic ops and input order: same seed, same result.", flag_values=fv)
+    flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N epoch checkpoints; 0 keeps all.", flag_values=fv)
     # The model.
-    flags.DEFINE_integer("embedding_dim", 16, "Embedding size of every field.")
+    flags.DEFINE_integer("embedding_dim", 16, "Embedding size of every field.", flag_values=fv)
     flags.DEFINE_float("embedding_init_std", 1e-4, "Std of the truncated-normal embedding init (BARS: 1e-4; "
-                       "PaddleRec DeepFM: 0.1/sqrt(embedding_dim)).")
-    flags.DEFINE_list("hidden_units", ["400", "400", "400"], "MLP layer sizes.")
-    flags.DEFINE_string("activation", "relu", "MLP activation.")
-    flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.")
-    flags.DEFINE_boolean("batch_norm", False, "Batch normalisation in the MLP.")
-    flags.DEFINE_float("embedding_l2", 0.0, "L2 on the embedding rows looked up in each batch.")
-    flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).")
+                       "PaddleRec DeepFM: 0.1/sqrt(embedding_dim)).", flag_values=fv)
+    flags.DEFINE_list("hidden_units", ["400", "400", "400"], "MLP layer sizes.", flag_values=fv)
+    flags.DEFINE_string("activation", "relu", "MLP activation.", flag_values=fv)
+    flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.", flag_values=fv)
+    flags.DEFINE_boolean("batch_norm", False, "Batch normalisation in the MLP.", flag_values=fv)
+    flags.DEFINE_float("embedding_l2", 0.0, "L2 on the embedding rows looked up in each batch.", flag_values=fv)
+    flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).", flag_values=fv)
     # Model-specific options; a model reads only its own.
-    flags.DEFINE_integer("cross_layers", 3, "DCN, DCN-V2: number of cross layers.")
-    flags.DEFINE_integer("cross_low_rank", 0, "DCN-V2: rank of the low-rank cross matrices; 0: full rank.")
+    flags.DEFINE_integer("cross_layers", 3, "DCN, DCN-V2: number of cross layers.", flag_values=fv)
+    flags.DEFINE_integer("cross_low_rank", 0, "DCN-V2: rank of the low-rank cross matrices; 0: full rank.", flag_values=fv)
     flags.DEFINE_enum("cross_structure", "parallel", [s.value for s in cfg_lib.CrossStructure],
-                      "DCN-V2: the MLP beside the cross network (parallel) or on its output (stacked).")
+                      "DCN-V2: the MLP beside the cross network (parallel) or on its output (stacked).", flag_values=fv)
     flags.DEFINE_boolean("paddlerec_shared_cross", False, "DCN: one weight vector and bias shared by every cross "
-                         "layer, as PaddleRec's DCN does (the paper gives each layer its own).")
-    flags.DEFINE_list("cin_layer_sizes", ["200", "200", "200"], "xDeepFM: feature maps of each CIN layer.")
+                         "layer, as PaddleRec's DCN does (the paper gives each layer its own).", flag_values=fv)
+    flags.DEFINE_list("cin_layer_sizes", ["200", "200", "200"], "xDeepFM: feature maps of each CIN layer.", flag_values=fv)
     flags.DEFINE_boolean("cin_split_half", True, "xDeepFM: half of each hidden CIN layer's maps go to the output, "
-                         "half to the next layer.")
+                         "half to the next layer.", flag_values=fv)
     flags.DEFINE_list("dlrm_bottom_units", ["512", "256", "64", "16"], "DLRM: bottom MLP sizes; the last equals "
-                      "--embedding_dim.")
-    flags.DEFINE_list("dlrm_top_units", ["512", "256"], "DLRM: top MLP sizes (a logit layer follows).")
-    flags.DEFINE_boolean("dlrm_self_interaction", False, "DLRM: include each vector's dot product with itself.")
+                      "--embedding_dim.", flag_values=fv)
+    flags.DEFINE_list("dlrm_top_units", ["512", "256"], "DLRM: top MLP sizes (a logit layer follows).", flag_values=fv)
+    flags.DEFINE_boolean("dlrm_self_interaction", False, "DLRM: include each vector's dot product with itself.", flag_values=fv)
     flags.DEFINE_enum("embedding_gate", "scalar", [g.value for g in cfg_lib.EmbeddingGate],
-                      "GateDNN: gate on each field embedding: one scalar, or one per dimension.")
-    flags.DEFINE_boolean("hidden_gate", True, "GateDNN: gate every hidden layer.")
+                      "GateDNN: gate on each field embedding: one scalar, or one per dimension.", flag_values=fv)
+    flags.DEFINE_boolean("hidden_gate", True, "GateDNN: gate every hidden layer.", flag_values=fv)
     flags.DEFINE_string("hidden_gate_activation", "tanh", "GateDNN: activation of the hidden gates "
-                        "(PaddleRec: tanh; the paper: sigmoid).")
-    flags.DEFINE_float("fefm_l2", 0.0, "DeepFEFM: L2 on the field-pair matrices.")
+                        "(PaddleRec: tanh; the paper: sigmoid).", flag_values=fv)
+    flags.DEFINE_float("fefm_l2", 0.0, "DeepFEFM: L2 on the field-pair matrices.", flag_values=fv)
     flags.DEFINE_float("flen_dice_factor", 0.0, "FLEN: DiceFactor, the probability of dropping each bi-interaction "
-                       "term while training.")
+                       "term while training.", flag_values=fv)
     flags.DEFINE_boolean("paddlerec_flen_mf_only", False, "FLEN: keep only the between-group (MF) interactions, "
-                         "as PaddleRec's FLEN does (the paper adds the within-group FM part).")
+                         "as PaddleRec's FLEN does (the paper adds the within-group FM part).", flag_values=fv)
     # The optimisation.
     flags.DEFINE_enum("optimizer", "lazy_adam", [o.value for o in cfg_lib.Optimizer],
-                      "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.")
-    flags.DEFINE_float("learning_rate", 1e-3, "Base learning rate.")
-    flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (PaddlePaddle's default 1e-8).")
+                      "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.", flag_values=fv)
+    flags.DEFINE_float("learning_rate", 1e-3, "Base learning rate.", flag_values=fv)
+    flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (PaddlePaddle's default 1e-8).", flag_values=fv)
     flags.DEFINE_enum("lr_schedule", "constant", [s.value for s in cfg_lib.LRSchedule],
                       "constant; plateau: x lr_plateau_factor when the validation AUC stalls; "
-                      "warmup_decay: linear warmup, then exponential decay.")
-    flags.DEFINE_float("lr_plateau_factor", 0.1, "Factor of the plateau schedule.")
-    flags.DEFINE_integer("lr_plateau_patience", 1, "Epochs without validation AUC gain before the plateau cut.")
-    flags.DEFINE_integer("warmup_steps", 0, "Warmup steps of warmup_decay.")
-    flags.DEFINE_integer("decay_steps", 0, "Steps per decay_rate factor of warmup_decay.")
-    flags.DEFINE_float("decay_rate", 0.1, "Decay factor per decay_steps.")
+                      "warmup_decay: linear warmup, then exponential decay.", flag_values=fv)
+    flags.DEFINE_float("lr_plateau_factor", 0.1, "Factor of the plateau schedule.", flag_values=fv)
+    flags.DEFINE_integer("lr_plateau_patience", 1, "Epochs without validation AUC gain before the plateau cut.", flag_values=fv)
+    flags.DEFINE_integer("warmup_steps", 0, "Warmup steps of warmup_decay.", flag_values=fv)
+    flags.DEFINE_integer("decay_steps", 0, "Steps per decay_rate factor of warmup_decay.", flag_values=fv)
+    flags.DEFINE_float("decay_rate", 0.1, "Decay factor per decay_steps.", flag_values=fv)
     flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N epochs without validation AUC gain and "
-                         "restore the best epoch for export; 0: off.")
-    flags.DEFINE_float("clipnorm", 0.0, "Clip gradients by global norm; 0: off.")
-    flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.")
+                         "restore the best epoch for export; 0: off.", flag_values=fv)
+    flags.DEFINE_float("clipnorm", 0.0, "Clip gradients by global norm; 0: off.", flag_values=fv)
+    flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.", flag_values=fv)
 
 
-def _model_config() -> cfg_lib.ModelConfig:
+def _model_config(fv: flags.FlagValues) -> cfg_lib.ModelConfig:
     """ModelConfig from the flags of the same names: lists to int tuples, strings to enums."""
     values = {}
     for field in dataclasses.fields(cfg_lib.ModelConfig):
         flag = "model" if field.name == "name" else field.name
-        value = FLAGS[flag].value
+        value = fv[flag].value
         if isinstance(field.default, tuple):
             try:
                 value = tuple(int(u) for u in value)
@@ -107,25 +108,25 @@ def _model_config() -> cfg_lib.ModelConfig:
     return cfg_lib.ModelConfig(**values)
 
 
-def config_from_flags() -> cfg_lib.ExperimentConfig:
-    """FLAGS -> a validated ExperimentConfig; a bad value raises ConfigError naming the flag."""
+def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
+    """Parsed flags -> a validated ExperimentConfig; a bad value raises ConfigError naming the flag."""
     for flag in ("data_dir", "model_dir"):
-        if not FLAGS[flag].value:
+        if not fv[flag].value:
             raise cfg_lib.ConfigError(f"--{flag} is required")
     return cfg_lib.ExperimentConfig(
-        data=cfg_lib.DataConfig(data_dir=FLAGS.data_dir, eval_split=FLAGS.eval_split, test_split=FLAGS.test_split),
-        model=_model_config(),
+        data=cfg_lib.DataConfig(data_dir=fv.data_dir, eval_split=fv.eval_split, test_split=fv.test_split),
+        model=_model_config(fv),
         train=cfg_lib.TrainConfig(
-            model_dir=FLAGS.model_dir, mode=cfg_lib.Mode(FLAGS.mode), epochs=FLAGS.epochs,
-            batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.eval_batch_size,
-            steps_per_epoch=FLAGS.steps_per_epoch, learning_rate=FLAGS.learning_rate,
-            optimizer=cfg_lib.Optimizer(FLAGS.optimizer), adam_epsilon=FLAGS.adam_epsilon,
-            lr_schedule=cfg_lib.LRSchedule(FLAGS.lr_schedule), lr_plateau_factor=FLAGS.lr_plateau_factor,
-            lr_plateau_patience=FLAGS.lr_plateau_patience, warmup_steps=FLAGS.warmup_steps,
-            decay_steps=FLAGS.decay_steps, decay_rate=FLAGS.decay_rate,
-            early_stopping_patience=FLAGS.early_stopping_patience, clipnorm=FLAGS.clipnorm,
-            log_every_n_steps=FLAGS.log_every_n_steps, export_dir=FLAGS.export_dir,
-            model_name=FLAGS.model_name or FLAGS.model, precision=cfg_lib.Precision(FLAGS.precision),
-            strategy=cfg_lib.Strategy(FLAGS.strategy), warm_start_from=FLAGS.warm_start_from,
-            eval_epochs=FLAGS.eval_epochs, predict_output=FLAGS.predict_output, seed=FLAGS.seed,
-            deterministic=FLAGS.deterministic, keep_checkpoints=FLAGS.keep_checkpoints))
+            model_dir=fv.model_dir, mode=cfg_lib.Mode(fv.mode), epochs=fv.epochs,
+            batch_size=fv.batch_size, eval_batch_size=fv.eval_batch_size,
+            steps_per_epoch=fv.steps_per_epoch, learning_rate=fv.learning_rate,
+            optimizer=cfg_lib.Optimizer(fv.optimizer), adam_epsilon=fv.adam_epsilon,
+            lr_schedule=cfg_lib.LRSchedule(fv.lr_schedule), lr_plateau_factor=fv.lr_plateau_factor,
+            lr_plateau_patience=fv.lr_plateau_patience, warmup_steps=fv.warmup_steps,
+            decay_steps=fv.decay_steps, decay_rate=fv.decay_rate,
+            early_stopping_patience=fv.early_stopping_patience, clipnorm=fv.clipnorm,
+            log_every_n_steps=fv.log_every_n_steps, export_dir=fv.export_dir,
+            model_name=fv.model_name or fv.model, precision=cfg_lib.Precision(fv.precision),
+            strategy=cfg_lib.Strategy(fv.strategy), warm_start_from=fv.warm_start_from,
+            eval_epochs=fv.eval_epochs, predict_output=fv.predict_output, seed=fv.seed,
+            deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints))

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import export as export_lib
-from ctr_tf import metrics, models, optimizers
+from ctr_tf import markers, metrics, models, optimizers
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import records
 
@@ -147,16 +147,21 @@ class ExactEvaluation(tf.keras.callbacks.Callback):
         super().__init__()
         self.dataset, self.writer, self.model_dir, self.chief = dataset, writer, model_dir, chief
         self.best = -math.inf
+        self.seconds = 0.0
         path = os.path.join(model_dir, "best_epoch.json")
         if os.path.exists(path):
             with open(path) as f:
                 self.best = json.load(f).get("auc", -math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
         m = evaluate(self.model, self.dataset)
+        self.seconds += time.perf_counter() - t0
         if logs is not None:
             logs.update({"val_auc": m["auc"], "val_logloss": m["logloss"], "val_ctr_ratio": m["ctr_ratio"]})
-        with self.writer.as_default(step=epoch):
+        # record_if(True): Keras' TensorBoard callback gates summaries to its own update_freq while
+        # fit runs, which silently dropped these epoch scalars.
+        with self.writer.as_default(step=epoch), tf.summary.record_if(True):
             for k in ("auc", "logloss", "ctr_ratio"):
                 tf.summary.scalar(f"epoch_{k}", m[k])
         self.writer.flush()
@@ -201,7 +206,7 @@ class StepScalars(tf.keras.callbacks.Callback):
         if self.seen % self.every_n == 0:
             now = time.perf_counter()
             step = int(self.model.optimizer.iterations)
-            with self.writer.as_default(step=step):
+            with self.writer.as_default(step=step), tf.summary.record_if(True):
                 tf.summary.scalar("examples_per_second", self.every_n * self.batch_size / (now - self.t0))
                 tf.summary.scalar("learning_rate", current_lr(self.model.optimizer))
             self.t0 = now
@@ -235,7 +240,7 @@ class Run:
         self.strategy = make_strategy(self.t.strategy)
         self.chief = is_chief(self.strategy)
         self.model_dir = self.t.model_dir if self.chief else tempfile.mkdtemp(prefix="ctr_tf_worker_")
-        os.makedirs(self.model_dir, exist_ok=True)
+        markers.mark(self.model_dir, "model_dir")
         self._check_model_dir()
         with self.strategy.scope():
             self.model = models.build(self.schema, cfg.model)
@@ -310,13 +315,14 @@ class Run:
         print(f"warm start: weights from {src}", flush=True)
 
     # -- modes
-    def train(self):
+    def train(self) -> dict:
+        """Trains the remaining epochs; returns what this call did: steps, examples, seconds in fit."""
         initial_epoch = self.restore_latest()
         if initial_epoch == 0 and self.t.warm_start_from:
             self.warm_start()
         if initial_epoch >= self.t.epochs:
             print(f"all {self.t.epochs} epochs are done in {self.t.model_dir}; nothing to train", flush=True)
-            return
+            return {"steps": 0, "examples": 0, "seconds": 0.0, "examples_per_second": float("nan")}
         tb = os.path.join(self.model_dir, "tensorboard")
         train_writer = tf.summary.create_file_writer(os.path.join(tb, "train"))
         eval_writer = tf.summary.create_file_writer(os.path.join(tb, "eval"))
@@ -346,8 +352,19 @@ class Run:
                 lambda ctx: self.dataset(self.cfg.data.train_split, True).repeat())
         if self.t.steps_per_epoch:
             fit_kwargs["steps_per_epoch"] = self.t.steps_per_epoch
+        steps_before, t0 = int(tf.keras.backend.get_value(self.optimizer.iterations)), time.perf_counter()
         self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                        verbose=1 if sys.stdout.isatty() else 2, **fit_kwargs)
+        # Time in fit, less the per-epoch validation: what training itself took.
+        seconds = time.perf_counter() - t0 - sum(c.seconds for c in callbacks if isinstance(c, ExactEvaluation))
+        steps = int(tf.keras.backend.get_value(self.optimizer.iterations)) - steps_before
+        if self.t.steps_per_epoch:
+            examples = steps * self.t.batch_size
+        else:
+            rows = self.schema.split_rows(self.cfg.data.train_split)
+            examples = round(steps / math.ceil(rows / self.t.batch_size) * rows)
+        return {"steps": steps, "examples": examples, "seconds": seconds,
+                "examples_per_second": examples / seconds if seconds > 0 else float("nan")}
 
     def final_evaluation(self) -> dict | None:
         split = self.cfg.data.test_split
@@ -423,7 +440,7 @@ def run(cfg: cfg_lib.ExperimentConfig, flags_text: str = "") -> dict:
     mode = cfg.train.mode
     out = {"model_dir": cfg.train.model_dir}
     if mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
-        r.train()
+        out["train"] = r.train()
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
             if cfg.train.early_stopping_patience:
                 r.restore_for_export()  # the best validation epoch, whether or not training stopped early

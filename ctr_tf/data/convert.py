@@ -24,6 +24,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ctr_tf import markers
 from ctr_tf import metrics
 from ctr_tf import preprocessing
 from ctr_tf import schema as schema_lib
@@ -365,7 +366,7 @@ class Converter:
         if os.path.exists(os.path.join(out, schema_lib.SCHEMA_FILE)) and not cfg.overwrite:
             raise ConversionError(f"{out} already holds a converted data set (schema.json); "
                                   "pass --overwrite to replace it")
-        os.makedirs(out, exist_ok=True)
+        markers.mark(out, "converted_data")
         tmp = os.path.join(out, f".incomplete-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)

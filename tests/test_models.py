@@ -1,0 +1,127 @@
+"""Every registered model, enumerated from the registry: trains on real rows (FLEN on Avazu, the
+others on Criteo), exports the raw-feature signature, reloads and scores exactly as in process;
+every flagfile parses and builds its model; configs round-trip through JSON."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from ctr_tf import config as cfg_lib
+from ctr_tf import flags as ctr_flags
+from ctr_tf import models, preprocessing, trainer
+from serving import client as client_lib
+from tests import helpers
+from tests.test_layers import _toy_schema, tiny_model_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NEEDS_GROUPS = {"flen"}  # models that read the schema's field groups: trained on Avazu
+
+
+@pytest.fixture(scope="module")
+def real_data(tmp_path_factory):
+    """name -> (data_dir, held-out raw file): Criteo Kaggle rows, and Avazu rows for FLEN."""
+    d = tmp_path_factory.mktemp("real")
+    criteo = helpers.shared_file("criteo", "kaggle_random_a_with_id.csv")
+    avazu = helpers.shared_file("avazu", "avazu_train_6000_noheader.csv")
+    helpers.convert(criteo, d / "criteo", split=(9, 1, 0))
+    helpers.convert(avazu, d / "avazu", split=(9, 1, 0))
+    return {"criteo": (str(d / "criteo"), helpers.shared_file("criteo", "kaggle_random_b_with_id.csv")),
+            "avazu": (str(d / "avazu"), helpers.shared_file("avazu", "avazu_test_1000_header.csv"))}
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_model_trains_on_real_rows_exports_and_serves_identical_scores(real_data, tmp_path, name):
+    data_dir, heldout = real_data["avazu" if name in NEEDS_GROUPS else "criteo"]
+    cfg = cfg_lib.ExperimentConfig(
+        data=cfg_lib.DataConfig(data_dir=data_dir, test_split="valid"),
+        model=tiny_model_config(name),
+        train=cfg_lib.TrainConfig(model_dir=str(tmp_path / "m"), epochs=1, steps_per_epoch=4, batch_size=128,
+                                  learning_rate=3e-3, eval_batch_size=1024))
+    out = trainer.run(cfg)
+    assert np.isfinite(out["test"]["logloss"])
+    fn = tf.saved_model.load(out["export"]).signatures["serving_default"]
+    batch = next(client_lib.read_batches(heldout, 300))
+    raw = {k: tf.constant(v) for k, v in batch.rows.items()}
+    served = fn(**raw)["probability"].numpy()
+    r = trainer.Run(cfg)
+    r.restore_latest()
+    dense, cat = preprocessing.Preprocessor(r.schema)(raw)
+    local = tf.sigmoid(r.model({"dense": dense, "cat": cat}, training=False)).numpy()
+    assert served.shape == (300, 1)
+    np.testing.assert_allclose(served, local, rtol=1e-5, atol=1e-6)
+
+
+def test_flen_without_field_groups_fails_at_build_naming_what_is_missing():
+    with pytest.raises(cfg_lib.ConfigError, match=r"--model=flen needs field groups .* \(C0, C1, C2\)"):
+        models.build(_toy_schema(groups=None), tiny_model_config("flen"))
+
+
+def test_every_registered_model_has_a_flagfile():
+    have = {os.path.basename(p)[: -len(".flags")] for p in glob.glob(os.path.join(ROOT, "pipelines", "flagfiles", "*.flags"))}
+    assert set(models.names()) <= have
+
+
+MODEL_FLAGFILES = sorted(p for p in glob.glob(os.path.join(ROOT, "pipelines", "flagfiles", "*.flags"))
+                         if os.path.basename(p) != "common.flags")  # common.flags is included by the others
+
+
+@pytest.mark.parametrize("path", MODEL_FLAGFILES, ids=os.path.basename)
+def test_every_flagfile_parses_and_builds_its_model(monkeypatch, path):
+    monkeypatch.chdir(ROOT)  # flagfiles include common.flags by a path relative to the repository
+    fv = flags.FlagValues()
+    ctr_flags.define_flags(fv)
+    fv(["train", f"--flagfile={path}", "--data_dir=d", "--model_dir=m"])
+    cfg = ctr_flags.config_from_flags(fv)
+    assert cfg.train.early_stopping_patience > 0 and cfg.train.lr_schedule == cfg_lib.LRSchedule.PLATEAU
+    model = models.build(_toy_schema(vocab=(50, 60, 70)), cfg.model)
+    assert model.name == cfg.model.name and model.count_params() > 0
+
+
+def test_flags_map_to_the_config_fields_of_the_same_name():
+    fv = flags.FlagValues()
+    ctr_flags.define_flags(fv)
+    fv(["train", "--model=xdeepfm", "--data_dir=d", "--model_dir=m", "--cin_layer_sizes=8,4", "--cin_split_half=false",
+        "--embedding_gate=vector", "--cross_structure=stacked", "--dlrm_top_units=7", "--learning_rate=0.02"])
+    cfg = ctr_flags.config_from_flags(fv)
+    assert cfg.model.name == "xdeepfm" and cfg.model.cin_layer_sizes == (8, 4) and not cfg.model.cin_split_half
+    assert cfg.model.embedding_gate == cfg_lib.EmbeddingGate.VECTOR
+    assert cfg.model.cross_structure == cfg_lib.CrossStructure.STACKED and cfg.model.dlrm_top_units == (7,)
+    assert cfg.train.learning_rate == 0.02 and cfg.data.data_dir == "d"
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("cin_layer_sizes", "3,4", "every layer but the last must have an even size"),
+    ("cross_layers", "0", "must be >= 1"),
+    ("flen_dice_factor", "1.0", "must be in"),
+    ("hidden_units", "4,x", "expected integers"),
+    ("hidden_gate_activation", "nope", "not a Keras activation"),
+])
+def test_invalid_model_flags_name_the_flag_and_value(flag, value, message):
+    fv = flags.FlagValues()
+    ctr_flags.define_flags(fv)
+    fv(["train", "--data_dir=d", "--model_dir=m", f"--{flag}={value}"])
+    with pytest.raises(cfg_lib.ConfigError, match=f"--{flag}=.*{message}"):
+        ctr_flags.config_from_flags(fv)
+
+
+def test_dlrm_bottom_mlp_must_end_at_the_embedding_size():
+    with pytest.raises(cfg_lib.ConfigError, match="--dlrm_bottom_units='8,5': the last bottom layer must equal --embedding_dim=4"):
+        cfg_lib.ModelConfig(name="dlrm", embedding_dim=4, dlrm_bottom_units=(8, 5))
+
+
+def test_experiment_config_json_round_trip_restores_tuples_and_enums():
+    cfg = cfg_lib.ExperimentConfig(
+        data=cfg_lib.DataConfig(data_dir="d"),
+        model=cfg_lib.ModelConfig(name="dcn_v2", hidden_units=(3, 2), cin_layer_sizes=(4, 6),
+                                  dlrm_top_units=(5,), cross_structure=cfg_lib.CrossStructure.STACKED,
+                                  embedding_gate=cfg_lib.EmbeddingGate.NONE),
+        train=cfg_lib.TrainConfig(model_dir="m", optimizer=cfg_lib.Optimizer.ADAGRAD,
+                                  lr_schedule=cfg_lib.LRSchedule.PLATEAU))
+    import json
+    back = cfg_lib.ExperimentConfig.from_json(json.loads(cfg.dumps()))
+    assert back == cfg
+    with pytest.raises(cfg_lib.ConfigError, match="no option"):
+        cfg_lib.ExperimentConfig.from_json({**cfg.to_json(), "model": {**cfg.to_json()["model"], "bogus": 1}})
