@@ -14,7 +14,6 @@ def _select_legacy_keras():
     already_imported = "tensorflow" in sys.modules
     if not already_imported:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         return
     if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
         raise ImportError(
@@ -24,3 +23,7 @@ def _select_legacy_keras():
 
 
 _select_legacy_keras()
+
+from ctr_tf import console  # noqa: E402  (after the Keras choice, before anything imports TensorFlow)
+
+console.install()

@@ -15,8 +15,8 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"train: unexpected arguments {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from ctr_tf import trainer
-    trainer.quiet_tensorflow()
+    from ctr_tf import console, trainer
+    console.quiet_tensorflow_python()
     try:
         cfg = ctr_flags.config_from_flags()
         trainer.run(cfg, ctr_flags.FLAGS.flags_into_string())

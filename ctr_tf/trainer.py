@@ -37,12 +37,6 @@ class TrainingError(RuntimeError):
 
 # ----------------------------------------------------------------------------- setup
 
-def quiet_tensorflow():
-    """TensorFlow's Python INFO chatter (saver sharding, asset writes) off the console."""
-    tf.get_logger().setLevel("ERROR")
-    tf.autograph.set_verbosity(0)
-
-
 def make_strategy(kind: cfg_lib.Strategy) -> tf.distribute.Strategy:
     if kind == cfg_lib.Strategy.DEFAULT:
         return tf.distribute.get_strategy()

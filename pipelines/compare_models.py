@@ -20,6 +20,7 @@ import ctr_tf  # noqa: F401  (tf-keras before TensorFlow)
 from absl import app, flags, logging
 
 from ctr_tf import config as cfg_lib
+from ctr_tf import console
 from ctr_tf import flags as ctr_flags
 from ctr_tf import markers, models
 from ctr_tf import schema as schema_lib
@@ -171,6 +172,7 @@ def define_flags():
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
+    console.quiet_tensorflow_python()
     if len(argv) > 1:
         sys.exit(f"compare_models: unexpected arguments {argv[1:]}")
     try:

@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from ctr_tf import config as cfg_lib
+from ctr_tf import console
 from ctr_tf import flags as ctr_flags
 from ctr_tf import markers
 from ctr_tf import schema as schema_lib
@@ -163,6 +164,7 @@ def define_flags():
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
+    console.quiet_tensorflow_python()
     if len(argv) > 1:
         sys.exit(f"sweep: unexpected arguments {argv[1:]}")
     try:

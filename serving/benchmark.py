@@ -29,6 +29,7 @@ from absl import app, flags
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from ctr_tf import config as cfg_lib
+from ctr_tf import console
 from ctr_tf import export as export_lib
 from ctr_tf import models
 from ctr_tf.data import convert, synthetic
@@ -140,7 +141,7 @@ def main(argv):
     sys.setswitchinterval(0.0005)  # as the server does: fast handoffs between gRPC and caller threads
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    tf.get_logger().setLevel("ERROR")
+    console.quiet_tensorflow_python()
     work = tempfile.mkdtemp(prefix="ctr_tf_serving_bench_")
     text = None
     export_dir = FLAGS.export_dir

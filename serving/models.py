@@ -2,7 +2,11 @@
 
 The manager polls `<base_path>/<version>/` like TF Serving: a new version is loaded (and warmed
 with its assets.extra/tf_serving_warmup_requests) before it replaces the old, so a swap fails no
-request; versions the policy drops are unloaded after the swap.
+request. A version the policy no longer wants is retired only once every version it wants is
+serving (or when its directory is gone): a corrupt or half-written new version (an rsync still in
+progress) is logged, reported as END with its error in GetModelStatus, retried on later polls
+(at once when its files change, otherwise with a growing delay), and never takes down the
+version being served.
 """
 from __future__ import annotations
 
@@ -13,11 +17,35 @@ import threading
 import time
 
 import tensorflow as tf
+from absl import logging
 
 from serving import errors, merge
 from serving.batching import Batcher
 
 AVAILABLE, LOADING, UNLOADING, END = 30, 20, 40, 50
+RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
+
+
+@dataclasses.dataclass
+class _Failure:
+    """A version that failed to load: retried when its files change or its delay has passed."""
+    files: tuple
+    attempts: int
+    retry_at: float
+
+
+def _dir_signature(path: str) -> tuple:
+    """(relative path, size, mtime) of every file under a version directory: changes while copying."""
+    out = []
+    for root, _, names in os.walk(path):
+        for n in names:
+            p = os.path.join(root, n)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            out.append((os.path.relpath(p, path), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(out))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +229,7 @@ class ModelManager:
         self.name, self.base_path, self.policy = name, base_path, policy
         self.poll_seconds, self.labels, self.batching = poll_seconds, dict(labels or {}), batching
         self._versions: dict[int, LoadedVersion] = {}
+        self._failures: dict[int, _Failure] = {}
         self.states: dict[int, tuple[int, str]] = {}  # version -> (state, error message)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -213,24 +242,49 @@ class ModelManager:
                       if d.isdigit() and os.path.exists(os.path.join(self.base_path, d, "saved_model.pb")))
 
     def poll(self):
-        wanted = self.policy.choose(self.on_disk())
-        current = set(self._versions)
-        for v in sorted(wanted - current):
-            self.states[v] = (LOADING, "")
-            try:
-                loaded = LoadedVersion(self.name, v, os.path.join(self.base_path, str(v)), self.batching)
-                loaded.warm_up()
-            except Exception as e:  # a broken version must not take the server down
-                self.states[v] = (END, f"failed to load: {e}")
-                continue
-            with self._lock:
-                self._versions = {**self._versions, v: loaded}
-            self.states[v] = (AVAILABLE, "")
-        for v in sorted(current - wanted):
-            self.states[v] = (UNLOADING, "")
-            with self._lock:  # requests holding the old version finish on it
-                self._versions = {k: x for k, x in self._versions.items() if k != v}
-            self.states[v] = (END, "")
+        on_disk = self.on_disk()
+        wanted = self.policy.choose(on_disk)
+        for v in sorted(wanted - set(self._versions)):
+            self._try_load(v)
+        serving_all_wanted = wanted <= set(self._versions)
+        for v in sorted(set(self._versions) - wanted):
+            # Retire a version only once everything the policy wants serves in its place, or when
+            # its files are gone: a new version that failed to load must not take it down.
+            if serving_all_wanted or v not in on_disk:
+                self._retire(v)
+        for v in [v for v in self._failures if v not in on_disk]:
+            del self._failures[v]  # removed from disk: nothing left to retry
+
+    def _try_load(self, v: int):
+        path = os.path.join(self.base_path, str(v))
+        files = _dir_signature(path)
+        failure = self._failures.get(v)
+        if failure is not None and failure.files == files and time.monotonic() < failure.retry_at:
+            return
+        self.states[v] = (LOADING, "")
+        try:
+            loaded = LoadedVersion(self.name, v, path, self.batching)
+            loaded.warm_up()
+        except Exception as e:  # noqa: BLE001  (any load error is this version's, not the server's)
+            attempts = failure.attempts + 1 if failure else 1
+            delay = min(RETRY_SECONDS * 2 ** (attempts - 1), MAX_RETRY_SECONDS)
+            self._failures[v] = _Failure(files, attempts, time.monotonic() + delay)
+            message = f"failed to load: {type(e).__name__}: {e}"
+            self.states[v] = (END, message)
+            logging.warning("model %s version %d %s (attempt %d; retrying when its files change or in %.1f s)",
+                            self.name, v, message.splitlines()[0][:500], attempts, delay)
+            return
+        self._failures.pop(v, None)
+        with self._lock:
+            self._versions = {**self._versions, v: loaded}
+        self.states[v] = (AVAILABLE, "")
+        logging.info("model %s version %d available", self.name, v)
+
+    def _retire(self, v: int):
+        self.states[v] = (UNLOADING, "")
+        with self._lock:  # requests holding the old version finish on it
+            self._versions = {k: x for k, x in self._versions.items() if k != v}
+        self.states[v] = (END, "")
 
     def start(self):
         self.poll()
@@ -241,8 +295,8 @@ class ModelManager:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll()
-            except Exception:  # keep polling; state errors are reported per version
-                pass
+            except Exception:  # noqa: BLE001  (an unreadable base path, say: log it, keep serving)
+                logging.exception("model %s: polling %s failed; serving what is loaded", self.name, self.base_path)
 
     def stop(self):
         self._stop.set()

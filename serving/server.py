@@ -33,6 +33,7 @@ from absl import app, flags, logging
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
+from ctr_tf import console
 from ctr_tf.export import CLASSIFY_METHOD
 from serving import errors
 from serving.models import AVAILABLE, ModelManager, VersionPolicy
@@ -570,7 +571,7 @@ def main(argv):
     # default 5 ms GIL switch interval those handoffs dominated small-request latency.
     sys.setswitchinterval(FLAGS.gil_switch_interval_ms / 1000)
     logging.set_verbosity(logging.WARNING)
-    tf.get_logger().setLevel("ERROR")
+    console.quiet_tensorflow_python()
     if bool(FLAGS.model_base_path) == bool(FLAGS.model_config_file):
         sys.exit("server: error: give either --model_base_path (one model) or --model_config_file")
     batching = parse_batching_parameters(FLAGS.batching_parameters_file) if FLAGS.enable_batching else None

@@ -310,6 +310,84 @@ def test_version_swap_while_requests_are_in_flight_fails_none(setup, tmp_path):
     assert s.registry.manager("deepfm").states[1][0] == 50  # version 1 unloaded (END)
 
 
+def test_corrupt_new_version_never_takes_down_the_served_one(setup, tmp_path, monkeypatch, caplog):
+    """Version 1 serves; a directory 2/ with a corrupt saved_model.pb lands (a copy in progress):
+    it is logged, reported END with its error, retried, and version 1 keeps answering. When the
+    copy completes, version 2 loads and only then is version 1 retired. No request fails."""
+    import logging as std_logging
+    import shutil
+
+    from serving import models as models_lib
+    monkeypatch.setattr(models_lib, "RETRY_SECONDS", 0.1)
+    caplog.set_level(std_logging.WARNING)
+    base = tmp_path / "export"
+    export_random_model(setup["schema"], str(base), 1)
+    s = start_server(str(base / "deepfm"), rest=False)
+    manager = s.registry.manager("deepfm")
+    rows, _ = raw_rows(setup["text"], 50)
+    c = client_lib.PredictClient(f"127.0.0.1:{s.port}", "deepfm", retries=0)
+    _, model_stub = stubs(s.port)
+    seen, failures, stop = [], [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                seen.append(c.prediction.Predict(c.request(rows), timeout=10).model_spec.version.value)
+            except grpc.RpcError as e:
+                failures.append((e.code(), e.details()))
+
+    def status():
+        req = get_model_status_pb2.GetModelStatusRequest()
+        req.model_spec.name = "deepfm"
+        return {st.version: (st.state, st.status.error_message)
+                for st in model_stub.GetModelStatus(req, timeout=10).model_version_status}
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        v2 = base / "deepfm" / "2"
+        v2.mkdir()
+        (v2 / "saved_model.pb").write_bytes(b"\x0a\xffnot a SavedModel, or only its first bytes")
+        deadline = time.time() + 30
+        while time.time() < deadline and (2 not in manager._failures or manager._failures[2].attempts < 3):
+            time.sleep(0.05)
+        assert manager._failures[2].attempts >= 3  # retried on later polls
+        st = status()
+        assert st[1] == (30, "")  # version 1 AVAILABLE throughout
+        assert st[2][0] == 50 and "failed to load" in st[2][1]  # version 2 END, with its error
+        n_before = len(seen)
+        time.sleep(0.5)
+        assert len(seen) > n_before and set(seen[n_before:]) == {1}
+
+        # the copy completes: the right files replace the partial ones
+        done = tmp_path / "complete"
+        complete = export_random_model(setup["schema"], str(done), 2)
+        shutil.rmtree(v2)
+        shutil.copytree(complete, v2)
+        deadline = time.time() + 60
+        while time.time() < deadline and 2 not in seen:
+            time.sleep(0.05)
+    except BaseException:
+        s.stop(0)
+        raise
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    try:
+        deadline = time.time() + 10  # the swap retires version 1 right after version 2 is in
+        while time.time() < deadline and status().get(1, (0,))[0] != 50:
+            time.sleep(0.05)
+        st = status()
+        after = c.prediction.Predict(c.request(rows), timeout=10).model_spec.version.value
+    finally:
+        s.stop(0)
+    assert failures == []
+    assert after == 2 and st[2] == (30, "") and st[1][0] == 50  # 2 AVAILABLE, then 1 retired (END)
+    assert any("version 2 failed to load" in r.getMessage() for r in caplog.records)
+
+
 def test_version_policy_specific_and_labels(setup, tmp_path):
     base = tmp_path / "export"
     for seed in (1, 2, 3):
