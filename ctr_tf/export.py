@@ -62,9 +62,18 @@ class ServingModule(tf.Module):
 
 
 def set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
-    """tf.saved_model.save marks every signature as Predict; TF Serving's Classify and Regress
-    APIs serve only signatures marked with their own method name."""
+    """Marks `signature` with a TF Serving method name, and writes the matching fingerprint.
+
+    tf.saved_model.save marks every signature as Predict and has no way to say otherwise, while
+    TF Serving's Classify and Regress APIs serve only signatures marked with their own method
+    name; so the method is set in saved_model.pb after saving. That changes the file that
+    fingerprint.pb checksums (saved_model_checksum, signature_def_hash), so the fingerprint is
+    computed again from the rewritten file with TensorFlow's own fingerprinting, the function
+    tf.saved_model.save itself calls.
+    """
     from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
     path = os.path.join(saved_model_dir, "saved_model.pb")
     sm = saved_model_pb2.SavedModel()
     with open(path, "rb") as f:
@@ -73,6 +82,10 @@ def set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
         meta.signature_def[signature].method_name = method
     with open(path, "wb") as f:
         f.write(sm.SerializeToString())
+    fingerprint = os.path.join(saved_model_dir, "fingerprint.pb")
+    if os.path.exists(fingerprint):
+        with open(fingerprint, "wb") as f:
+            f.write(fingerprinting.CreateFingerprintDef(saved_model_dir))
 
 
 def next_version(base: str) -> int:

@@ -19,7 +19,7 @@ import ctr_tf  # noqa: F401
 import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
-from ctr_tf import models, optimizers
+from ctr_tf import models, optimizers, runtime
 from ctr_tf.data import convert, records, synthetic
 
 flags.DEFINE_list("sizes", ["100000", "1000000", "10000000"], "Total embedding rows (26 hashed fields).")
@@ -77,13 +77,10 @@ def obvious_keras_deepfm(schema):
 
 
 def ours(schema, optimizer, precision):
-    tf.keras.mixed_precision.set_global_policy(precision)
-    try:
+    with runtime.precision(precision):
         model = models.build(schema, cfg_lib.ModelConfig(name="deepfm", embedding_dim=EMB, hidden_units=HIDDEN))
         model.compile(optimizers.make(cfg_lib.Optimizer(optimizer), 1e-3),
                       tf.keras.losses.BinaryCrossentropy(from_logits=True))
-    finally:
-        tf.keras.mixed_precision.set_global_policy("float32")
     return model, None
 
 

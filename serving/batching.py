@@ -35,6 +35,7 @@ class Batcher:
         self.items: collections.deque = collections.deque()
         self.rows = 0
         self.timer = None
+        self.stats = {"batches": 0, "rows": 0, "largest": 0}  # what ran so far: rows per model call
 
     async def submit(self, payload, n: int):
         if self.rows + n > self.max_pending and n <= self.max_batch_size:
@@ -61,6 +62,9 @@ class Batcher:
         self.rows -= rows
         if self.items:  # the rest forms the next batch, after what arrived meanwhile is queued
             self.timer = asyncio.get_running_loop().call_soon(self._flush)
+        self.stats["batches"] += 1
+        self.stats["rows"] += rows
+        self.stats["largest"] = max(self.stats["largest"], rows)
         try:
             outs = self.run_batch([(payload, n) for payload, n, _ in batch])
         except Exception as e:

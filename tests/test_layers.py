@@ -145,14 +145,13 @@ def test_model_keras_save_load_round_trip(tmp_path, name):
 
 
 def test_model_output_is_float32_under_mixed_precision():
-    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    from ctr_tf import runtime
+    with runtime.precision("mixed_bfloat16"):
         model = models.build(_toy_schema(), cfg_lib.ModelConfig(name="deepfm", embedding_dim=4, hidden_units=(8,)))
-        out = model({"dense": tf.ones((2, 4)), "cat": tf.zeros((2, 3), tf.int32)})
-        assert out.dtype == tf.float32
-        assert model.get_layer("mlp").compute_dtype == "bfloat16"
-    finally:
-        tf.keras.mixed_precision.set_global_policy("float32")
+    out = model({"dense": tf.ones((2, 4)), "cat": tf.zeros((2, 3), tf.int32)})
+    assert out.dtype == tf.float32
+    assert model.get_layer("mlp").compute_dtype == "bfloat16"
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_lazy_adam_updates_only_gathered_rows_like_adam_does_on_them():

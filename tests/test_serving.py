@@ -97,6 +97,30 @@ def test_export_has_tf_serving_layout_warmup_and_configs(setup):
     assert 'base_path: "/models/deepfm"' in open(os.path.join(setup["export_dir"], "models.config")).read()
 
 
+def test_fingerprint_matches_the_saved_model_after_the_classify_method_is_set(setup, tmp_path):
+    import shutil
+
+    from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+    def fresh(path):  # the fingerprint TensorFlow computes from the files as they are now
+        fp = tf.saved_model.experimental.Fingerprint.from_proto(
+            fingerprint_pb2.FingerprintDef.FromString(fingerprinting.CreateFingerprintDef(path)))
+        return (fp.saved_model_checksum, fp.signature_def_hash, fp.graph_def_program_hash, fp.checkpoint_hash)
+
+    v1 = setup["v1"]
+    sm = saved_model_pb2.SavedModel.FromString(open(os.path.join(v1, "saved_model.pb"), "rb").read())
+    assert sm.meta_graphs[0].signature_def[export_lib.CLASSIFY].method_name == export_lib.CLASSIFY_METHOD
+    stored = tf.saved_model.experimental.read_fingerprint(v1)
+    assert (stored.saved_model_checksum, stored.signature_def_hash, stored.graph_def_program_hash,
+            stored.checkpoint_hash) == fresh(v1)
+    # the check can fail: rewrite the method name without a new fingerprint and they differ
+    copy = shutil.copytree(v1, tmp_path / "v")
+    sm.meta_graphs[0].signature_def[export_lib.CLASSIFY].method_name = "tensorflow/serving/regress"
+    (copy / "saved_model.pb").write_bytes(sm.SerializeToString())
+    assert tf.saved_model.experimental.read_fingerprint(str(copy)).saved_model_checksum != fresh(str(copy))[0]
+
+
 def test_saved_model_cli_shows_the_serving_signature(setup):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     out = subprocess.run([cli, "show", "--dir", setup["v1"], "--tag_set", "serve", "--signature_def",
@@ -417,9 +441,7 @@ def test_dynamic_batching_merges_concurrent_requests_with_the_same_scores(setup)
                                "max_enqueued_batches": 100})
     try:
         sig = s.registry.manager("deepfm").get().signature("serving_default")
-        calls = []
-        inner = sig.batcher.run_batch
-        sig.batcher.run_batch = lambda items: calls.append(sum(n for _, n in items)) or inner(items)
+        before = dict(sig.batcher.stats)
         rows, _ = raw_rows(setup["text"], 64)
         expected = saved_model_scores(setup["v1"], rows)
         results = {}
@@ -450,7 +472,8 @@ def test_dynamic_batching_merges_concurrent_requests_with_the_same_scores(setup)
         # Batched matmuls are not bit-identical to single-row ones: equal to float tolerance.
         np.testing.assert_allclose([results[i] for i in range(64)], expected, rtol=1e-5, atol=1e-7)
         assert refused == [grpc.StatusCode.INVALID_ARGUMENT] * 8
-        assert sum(calls) == 72 and len(calls) < 72 and max(calls) > 1
+        stats = {k: sig.batcher.stats[k] - before[k] for k in ("batches", "rows")}
+        assert stats["rows"] == 72 and stats["batches"] < 72 and sig.batcher.stats["largest"] > 1
     finally:
         s.stop(0)
 

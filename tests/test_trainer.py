@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
-from ctr_tf import metrics, trainer
+from ctr_tf import metrics, schedules, trainer
 from ctr_tf.data import synthetic
 from tests import helpers
 
@@ -98,9 +98,7 @@ class Kill(tf.keras.callbacks.Callback):
         if epoch == 2:
             os._exit(9)
 r = trainer.Run(make_cfg({data_dir!r}, {str(md)!r}, epochs=4, mode=trainer.cfg_lib.Mode.TRAIN))
-fit = r.model.fit
-r.model.fit = lambda *a, **k: fit(*a, **{{**k, 'callbacks': k['callbacks'] + [Kill()]}})
-r.train()
+r.train(callbacks=[Kill()])
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 9, proc.stderr[-2000:]
@@ -177,7 +175,7 @@ def test_lr_schedules_change_the_learning_rate(data_dir, tmp_path, schedule, ext
                    lr_plateau_patience=0, early_stopping_patience=2, clipnorm=1.0, mode=cfg_lib.Mode.TRAIN, **extra)
     r = trainer.Run(cfg)
     r.train()
-    assert trainer.current_lr(r.optimizer) < cfg.train.learning_rate
+    assert schedules.current_lr(r.optimizer) < cfg.train.learning_rate
 
 
 def test_train_and_evaluate_with_early_stopping_evaluates_the_best_epoch(data_dir, tmp_path):
@@ -196,17 +194,15 @@ def test_early_stopping_exports_the_best_epoch(data_dir, tmp_path):
     best = json.load(open(md / "best_epoch.json"))
     r = trainer.Run(make_cfg(data_dir, md, early_stopping_patience=1, mode=cfg_lib.Mode.EXPORT))
     r.restore_for_export()
-    from ctr_tf.trainer import evaluate
-    assert evaluate(r.model, r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
+    assert r.scorer.evaluate(r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
+    assert trainer.evaluate(r.model, r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_with_finite_loss_and_float32_export(data_dir, tmp_path, precision):
-    try:
-        out = trainer.run(make_cfg(data_dir, tmp_path / "m", epochs=1, steps_per_epoch=3, batch_size=32,
-                                   precision=cfg_lib.Precision(precision)))
-    finally:
-        tf.keras.mixed_precision.set_global_policy("float32")
+    out = trainer.run(make_cfg(data_dir, tmp_path / "m", epochs=1, steps_per_epoch=3, batch_size=32,
+                               precision=cfg_lib.Precision(precision)))
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # the run put the policy back
     assert np.isfinite(out["test"]["logloss"])
     fn = tf.saved_model.load(out["export"]).signatures["serving_default"]
     assert fn.structured_outputs["probability"].dtype == tf.float32
@@ -252,3 +248,25 @@ def test_avazu_deepfm_trains_exports_and_serves_string_only_inputs(tmp_path):
     batch = next(client_lib.read_batches(test, 1000))
     p = fn(**{k: tf.constant(v) for k, v in batch.rows.items()})["probability"].numpy()
     assert p.shape == (1000, 1) and np.isnan(batch.labels).all()
+
+
+def test_run_restores_the_process_state_it_changes(data_dir, tmp_path):
+    """Seeds, op determinism and the dtype policy are the caller's again after a run."""
+    import random
+
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config as tf_config
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), np.random.rand())
+    random.seed(123)
+    np.random.seed(123)
+    tf.random.set_seed(77)
+    assert not tf_config.is_op_determinism_enabled()
+    trainer.run(make_cfg(data_dir, tmp_path / "m", epochs=1, steps_per_epoch=2, deterministic=True, seed=5,
+                         precision=cfg_lib.Precision.MIXED_BFLOAT16, mode=cfg_lib.Mode.TRAIN))
+    assert (random.random(), np.random.rand()) == expected
+    assert context.global_seed() == 77
+    assert not tf_config.is_op_determinism_enabled()
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    tf.random.set_seed(None)

@@ -1,0 +1,92 @@
+"""Where a training process runs: its distribution strategy, and the process-wide TensorFlow state
+a run needs (op determinism, seeds, the Keras dtype policy).
+
+That state is global to the process, so it is set in one place, `process_state`, entered once by
+the entry point (`trainer.run`), and put back as it was when the run ends: a comparison or a
+sweep runs many trials in one process, and a library caller's own settings survive a run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
+
+from ctr_tf import config as cfg_lib
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, incompatible model_dir, bad data); the message says why."""
+
+
+@contextlib.contextmanager
+def precision(policy: str):
+    """The Keras global dtype policy set to `policy` inside the block, the previous one after."""
+    before = tf.keras.mixed_precision.global_policy()
+    if before.name == policy:
+        yield
+        return
+    tf.keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(before)
+
+
+@contextlib.contextmanager
+def process_state(t: cfg_lib.TrainConfig):
+    """Seeds, op determinism and dtype policy for one run; restored on exit.
+
+    The Python and NumPy generators get their state back; TensorFlow's global seed its previous
+    value (None when none was set). Op determinism, once on, is turned off again only if it was
+    off before.
+    """
+    from tensorflow.python.eager import context
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    tf_seed = context.global_seed()
+    determinism_before = tf_config.is_op_determinism_enabled()
+    if t.deterministic and not determinism_before:
+        tf_config.enable_op_determinism()
+    tf.keras.utils.set_random_seed(t.seed)
+    try:
+        with precision(t.precision.value):
+            yield
+    finally:
+        if t.deterministic and not determinism_before:
+            tf_config.disable_op_determinism()
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        tf.random.set_seed(tf_seed)
+
+
+def make_strategy(kind: cfg_lib.Strategy) -> tf.distribute.Strategy:
+    if kind == cfg_lib.Strategy.DEFAULT:
+        return tf.distribute.get_strategy()
+    if kind == cfg_lib.Strategy.MIRRORED:
+        gpus = tf.config.list_logical_devices("GPU")
+        # Without GPUs, mirror over the logical CPUs (tests split one CPU into several).
+        return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")])
+    if kind == cfg_lib.Strategy.MULTI_WORKER:
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError("--strategy=multi_worker needs TF_CONFIG describing the workers")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if "TF_CONFIG" not in os.environ:
+        raise TrainingError("--strategy=parameter_server needs TF_CONFIG describing chief, workers and ps")
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return tf.distribute.experimental.ParameterServerStrategy(resolver)
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes model_dir: always, except on non-chief multi-worker tasks."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    tf_config_env = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = tf_config_env.get("task", {})
+    if "chief" in tf_config_env.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
