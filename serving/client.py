@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grp
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from ctr_tf import metrics
-from ctr_tf.data import formats, reader
+from ctr_tf.data import formats, parsers, reader
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -117,7 +117,7 @@ def read_batches(path: str, batch_size: int, input_format: str = "auto", rejects
     Lines that do not parse are appended to `rejects` as (line number, reason).
     """
     layout = reader.detect_layout(path, input_format)
-    parser = formats.make_parser(layout)
+    parser = parsers.make_parser(layout)
     names = [n for n, _ in formats.raw_inputs(layout.format)]
     buf = {"label": [], "dense": [], "cat": []}
     buffered = 0
@@ -127,7 +127,7 @@ def read_batches(path: str, batch_size: int, input_format: str = "auto", rejects
         slow = parser.slow_rows(lines, np.flatnonzero(~ok), line_no)
         if rejects is not None:
             rejects.extend((ln, reason) for ln, reason, _ in slow.rejects)
-        _, arrays = formats.merge_in_line_order(keep + line_no, (label[keep], dense[keep], cat[keep]),
+        _, arrays = parsers.merge_in_line_order(keep + line_no, (label[keep], dense[keep], cat[keep]),
                                                 slow.line_nos, (slow.label, slow.dense, slow.cat))
         for key, values in zip(("label", "dense", "cat"), arrays):
             buf[key].append(values)

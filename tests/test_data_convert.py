@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from ctr_tf import metrics, preprocessing
 from ctr_tf import schema as schema_lib
-from ctr_tf.data import convert, formats, reader, records, synthetic
+from ctr_tf.data import convert, formats, parsers, reader, records, synthetic
 from tests import helpers
 
 
@@ -216,7 +216,7 @@ def test_preprocessor_on_serving_dict_equals_matrix_transform(tmp_path):
     synthetic.write(str(tmp_path / "s.tsv"), 300, seed=4)
     schema = helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "out")
     pre = preprocessing.Preprocessor(schema)
-    parser = formats.make_parser(formats.detect(open(tmp_path / "s.tsv").read().split("\n")[:5]))
+    parser = parsers.make_parser(formats.detect(open(tmp_path / "s.tsv").read().split("\n")[:5]))
     ok, _, dense_raw, cat_raw = parser.fast(tf.constant(open(tmp_path / "s.tsv", "rb").read().split(b"\n")[:-1]))
     assert ok.numpy().all()
     names = [r.name for r in schema.raw_inputs]

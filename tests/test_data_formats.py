@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctr_tf.data import formats, reader
+from ctr_tf.data import formats, parsers, reader
 from tests import helpers
 
 REAL = [
@@ -91,7 +91,7 @@ def test_stripped_lines_pad_missing_trailing_fields():
     text = open(path).read().split("\n")
     short = [ln for ln in text if len(ln.split("\t")) < 40]
     assert short, "the sample is expected to hold stripped lines"
-    parser = formats.make_parser(formats.detect(text[:50], "auto", path))
+    parser = parsers.make_parser(formats.detect(text[:50], "auto", path))
     for ln in short:
         label, dense, cat = parser.slow(ln)
         n = len(ln.split("\t"))

@@ -11,6 +11,8 @@ any split are known.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 KAGGLE_CARDINALITIES = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593,
@@ -123,3 +125,12 @@ def write(path: str, rows: int, seed: int = 0, scale: float = 0.001, positive_ra
             data.write("\n".join(format_lines(labels, ints, int_missing, ranks, cat_missing)) + "\n")
             proba.write("\n".join(f"{x:.6g}" for x in p) + "\n")
     return {"rows": rows, "positive_rate": positives / rows, "cardinalities": card.tolist()}
+
+
+def read_probabilities(path: str) -> np.ndarray | None:
+    """The true probabilities `write` put beside `path` (`<path>.proba`), or None if there are none."""
+    proba = path + ".proba"
+    if not os.path.exists(proba):
+        return None
+    with open(proba) as f:
+        return np.array(f.read().split(), dtype=np.float64)

@@ -1,0 +1,125 @@
+"""Where converted rows go: the deterministic split of each line, the per-split shard writer, the
+rejects file, and publishing a finished conversion into place.
+
+A conversion writes everything into `<output_dir>/.incomplete-<pid>`; `publish` moves it into
+the output directory with schema.json last, so a failed run leaves no shard that looks complete.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from ctr_tf import schema as schema_lib
+from ctr_tf.data import records
+
+REJECTS_FILE = "rejects.tsv"
+SHARD_NAME = re.compile(r"(train|valid|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?")
+
+
+def split_ids(seed: int, file_index: int, line_nos: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """Deterministic split of each line from (seed, file, line number): splitmix64 -> [0, 1)."""
+    with np.errstate(over="ignore"):
+        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(file_index) << np.uint64(40))
+        x = x ^ line_nos.astype(np.uint64)
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.searchsorted(cum, u, side="right").astype(np.int8)
+
+
+class SplitWriter:
+    """Buffers rows of one split and writes blocks of block_rows into numbered shards."""
+
+    def __init__(self, split: str, directory: str, cfg):
+        self.split, self.directory, self.cfg = split, directory, cfg
+        self.buffers: list[tuple[np.ndarray, ...]] = []
+        self.buffered = 0
+        self.rows = 0
+        self.positives = 0.0
+        self.labeled = 0
+        self.shard_rows = 0
+        self.files: list[str] = []
+        self.writer = None
+
+    def add(self, label, dense, cat):
+        if len(label) == 0:
+            return
+        self.buffers.append((label, dense, cat))
+        self.buffered += len(label)
+        self.rows += len(label)
+        has = ~np.isnan(label)
+        self.labeled += int(has.sum())
+        self.positives += float(label[has].sum())
+        while self.buffered >= self.cfg.block_rows:
+            self._emit(self.cfg.block_rows)
+
+    def _emit(self, n):
+        label, dense, cat = (np.concatenate(p) for p in zip(*self.buffers))
+        rest = (label[n:], dense[n:], cat[n:])
+        self.buffers = [rest] if len(rest[0]) else []
+        self.buffered = len(rest[0])
+        if self.writer is None or self.shard_rows >= self.cfg.rows_per_shard:
+            self._open()
+        self.writer.write(records.encode_block(label[:n], dense[:n], cat[:n]))
+        self.shard_rows += n
+
+    def _open(self):
+        if self.writer is not None:
+            self.writer.close()
+        path = os.path.join(self.directory, f"{self.split}-{len(self.files):05d}.partial")
+        self.files.append(path)
+        self.writer = tf.io.TFRecordWriter(path, options=self.cfg.compression or None)
+        self.shard_rows = 0
+
+    def close(self) -> list[str]:
+        if self.buffered:
+            self._emit(self.buffered)
+        if self.writer is not None:
+            self.writer.close()
+        ext = ".tfrecord.gz" if self.cfg.compression == "GZIP" else ".tfrecord"
+        final = []
+        for i, path in enumerate(self.files):
+            name = f"{self.split}-{i:05d}-of-{len(self.files):05d}{ext}"
+            os.replace(path, os.path.join(self.directory, name))
+            final.append(name)
+        return final
+
+
+class RejectsLog:
+    """rejects.tsv (file, line, reason, text) and the count of each reason."""
+
+    def __init__(self, path: str):
+        self.file = open(path, "w", encoding="utf-8")
+        self.file.write("file\tline\treason\ttext\n")
+        self.reasons: collections.Counter = collections.Counter()
+
+    def add(self, source_path: str, rejects) -> None:
+        for ln, reason, raw in rejects:
+            text = raw.decode("utf-8", "replace").replace("\t", "\\t")[:300]
+            self.file.write(f"{source_path}\t{ln}\t{reason}\t{text}\n")
+            self.reasons[reason.split(":")[0]] += 1
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def publish(tmp: str, out: str) -> None:
+    """Replaces what an earlier conversion wrote in `out` with the finished one in `tmp`."""
+    for name in os.listdir(out):  # only what a previous conversion wrote
+        if SHARD_NAME.fullmatch(name) or name in ("vocab", REJECTS_FILE):
+            p = os.path.join(out, name)
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+    old_schema = os.path.join(out, schema_lib.SCHEMA_FILE)
+    if os.path.exists(old_schema):
+        os.remove(old_schema)
+    for name in sorted(os.listdir(tmp)):
+        if name != schema_lib.SCHEMA_FILE:
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    os.replace(os.path.join(tmp, schema_lib.SCHEMA_FILE), old_schema)
