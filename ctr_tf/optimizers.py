@@ -1,7 +1,7 @@
 """Optimizers, and the lazy Adam that keeps embedding updates sparse.
 
 tf-keras's Adam decays m and v over the whole table every step, so a step costs O(vocabulary):
-on a Criteo-sized table it is the biggest speed trap (see STACK.md). LazyAdam updates m, v and
+on a Criteo-sized table it is the biggest speed trap (BENCHMARKS.md, training). LazyAdam updates m, v and
 the variable only at the rows in the gradient (PaddlePaddle's `Adam(lazy_mode=True)`, which
 PaddleRec's static-graph trainers use). Dense variables get exactly Adam.
 """

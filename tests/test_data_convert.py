@@ -167,19 +167,25 @@ def test_split_is_deterministic_respects_ratios_and_zero_parts(tmp_path):
     assert not np.array_equal(helpers.all_rows(a, ["valid"])[1], helpers.all_rows(d, ["valid"])[1])
 
 
-def test_schema_json_has_the_contract_keys(tmp_path):
+def test_schema_json_describes_what_was_written(tmp_path):
     synthetic.write(str(tmp_path / "s.tsv"), 1000, seed=3)
     helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "out")
-    with open(tmp_path / "out" / "schema.json") as f:
+    out = tmp_path / "out"
+    with open(out / "schema.json") as f:
         d = json.load(f)
-    assert {"features", "splits", "rejected_rows", "rejects_file"} <= set(d)
-    for feat in d["features"]:
-        assert feat["kind"] in ("dense", "categorical") and "name" in feat
-        if feat["kind"] == "categorical":
-            assert feat["vocab_size"] > 0
+    assert [f["name"] for f in d["features"]] == list(formats.CRITEO_DENSE) + list(formats.CRITEO_CAT)
+    assert [f["kind"] for f in d["features"]] == ["dense"] * 13 + ["categorical"] * 26
+    for feat in d["features"][13:]:  # vocabulary size = the vocabulary file's lines + missing and OOV ids
+        with open(out / feat["vocab_file"], "rb") as f:
+            assert feat["vocab_size"] == len(f.read().splitlines()) + preprocessing.VOCAB_OFFSET
     assert set(d["splits"]) == {"train", "valid", "test"}
-    assert sum(s["rows"] for s in d["splits"].values()) == 1000
-    assert all("files" in s for s in d["splits"].values())
+    assert sum(s["rows"] for s in d["splits"].values()) == d["rows_written"] == d["rows_read"] == 1000
+    assert d["rejected_rows"] == 0 and os.path.exists(out / d["rejects_file"])
+    schema = schema_lib.load(str(out))
+    for name, split in d["splits"].items():  # the files listed hold exactly the rows counted
+        assert all(os.path.exists(out / f) for f in split["files"])
+        rows = sum(int(y.shape[0]) for _, y in records.make_dataset(schema, name, 256))
+        assert rows == split["rows"]
 
 
 @pytest.mark.parametrize("transform", ["log1p", "minmax", "bucketize"])

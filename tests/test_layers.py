@@ -76,6 +76,16 @@ def test_mlp_shapes_dropout_only_in_training():
     assert mlp(x, training=False).shape == (4, 3)
     np.testing.assert_array_equal(mlp(x, training=False).numpy(), mlp(x, training=False).numpy())
     assert [w.shape for w in mlp.dense_layers[0].weights] == [(6, 8), (8,)]
+    # Dropout itself: every unit's pre-dropout value is 1 (ones kernel, zero bias, linear).
+    wide = layers.MLP([2000], activation="linear", dropout=0.5)
+    x = tf.ones((4, 1))
+    wide(x)
+    wide.dense_layers[0].set_weights([np.ones((1, 2000), np.float32), np.zeros(2000, np.float32)])
+    np.testing.assert_array_equal(wide(x, training=False).numpy(), 1.0)  # inference: untouched
+    a, b = wide(x, training=True).numpy(), wide(x, training=True).numpy()
+    assert set(np.unique(a)) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - 0.5)
+    assert 0.45 < (a == 0).mean() < 0.55 and abs(a.mean() - 1.0) < 0.05
+    assert (a != b).any()  # a new mask every call
 
 
 @pytest.mark.parametrize("layer,x", [

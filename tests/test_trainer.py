@@ -45,14 +45,28 @@ def raw_rows(path, n):
     return feats, np.array([float(r[0]) for r in lines])
 
 
+def scalars(logdir, tag) -> list[tuple[int, float]]:
+    """(step, value) of a TF2 summary scalar, from the event files of one TensorBoard run."""
+    from tensorboard.backend.event_processing import event_accumulator
+    ea = event_accumulator.EventAccumulator(str(logdir), size_guidance={event_accumulator.TENSORS: 0})
+    ea.Reload()
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in ea.Tensors(tag)]
+
+
 def test_train_and_evaluate_writes_checkpoints_events_config_and_a_faithful_export(data_dir, tmp_path):
     md = tmp_path / "m"
     out = trainer.run(make_cfg(data_dir, md, epochs=3))
     assert sorted(os.path.basename(p) for p in glob.glob(str(md / "checkpoints" / "*.index"))) == \
         ["epoch-0.index", "epoch-1.index", "epoch-2.index"]
-    assert glob.glob(str(md / "tensorboard" / "train" / "events.*"))
-    assert glob.glob(str(md / "tensorboard" / "eval" / "events.*"))
-    assert json.load(open(md / "config.json"))["model"]["name"] == "deepfm"
+    # TensorBoard: one exact validation AUC per epoch (the best one is best_epoch.json's), and
+    # training throughput every log_every_n_steps
+    aucs, rates = scalars(md / "tensorboard" / "eval", "epoch_auc"), scalars(md / "tensorboard" / "train",
+                                                                           "examples_per_second")
+    assert [step for step, _ in aucs] == [0, 1, 2]
+    best = json.load(open(md / "best_epoch.json"))
+    assert max(aucs, key=lambda sv: sv[1]) == (best["epoch"], pytest.approx(best["auc"], abs=1e-6))
+    assert rates and all(v > 0 for _, v in rates)
+    assert cfg_lib.ExperimentConfig.from_json(json.load(open(md / "config.json"))) == make_cfg(data_dir, md, epochs=3)
     assert out["test"]["auc"] > 0.62, out["test"]
     assert out["export"].endswith(os.path.join("export", "deepfm", "1"))
     # The SavedModel fed raw rows scores them as the in-process model does on their records.

@@ -5,7 +5,7 @@ Features of a record (all little-endian):
   label  bytes  float32[n]            (NaN when the source had no label)
   dense  bytes  float32[n * D]        D = number of dense features, schema order
   cat    bytes  int32[n * C]          C = number of categorical features, schema order
-A per-row Example built in Python is slower than training itself (see STACK.md); a packed block
+A per-row Example built in Python costs more than the training step it feeds; a packed block
 serialises with one memcpy and parses at millions of rows per second, and its shape matches the
 batch-shaped training input.
 """
