@@ -116,12 +116,26 @@ class ModelConfig:
     # FLEN
     flen_dice_factor: float = 0.0
     paddlerec_flen_mf_only: bool = False
+    # FinalNet (configuration 2B)
+    finalnet_field_gate: bool = True
+    finalnet_block1_units: tuple[int, ...] = (1000, 1000, 1000)
+    finalnet_block1_dropout: float = 0.4
+    finalnet_block2_units: tuple[int, ...] = (512,)
+    finalnet_block2_dropout: float = 0.4
+    finalnet_self_distillation: bool = True
+    # DCNv3
+    dcnv3_deep_layers: int = 3
+    dcnv3_shallow_layers: int = 4
+    dcnv3_deep_dropout: float = 0.1
+    dcnv3_shallow_dropout: float = 0.2
+    dcnv3_tri_bce: bool = True
 
     def __post_init__(self):
         _check(bool(self.name), "model", self.name, "a model name is required")
         _check(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
         _check(self.embedding_init_std > 0, "embedding_init_std", self.embedding_init_std, "must be > 0")
-        for name in ("hidden_units", "cin_layer_sizes", "dlrm_bottom_units", "dlrm_top_units"):
+        for name in ("hidden_units", "cin_layer_sizes", "dlrm_bottom_units", "dlrm_top_units",
+                     "finalnet_block1_units", "finalnet_block2_units"):
             units = getattr(self, name)
             _check(all(isinstance(u, int) and u >= 1 for u in units), name, ",".join(map(str, units)),
                    "sizes must be integers >= 1")
@@ -140,6 +154,16 @@ class ModelConfig:
                f"the last bottom layer must equal --embedding_dim={self.embedding_dim} (its output meets the "
                "embeddings in the dot interaction)")
         _check(self.fefm_l2 >= 0, "fefm_l2", self.fefm_l2, "must be >= 0")
+        for name in ("finalnet_block1_units", "finalnet_block2_units"):
+            units = getattr(self, name)
+            _check(len(units) >= 1 and all(u % 2 == 0 for u in units), name, ",".join(map(str, units)),
+                   "needs at least one layer, each of even size (a factorised layer splits its output in halves)")
+        for name in ("finalnet_block1_dropout", "finalnet_block2_dropout", "dcnv3_deep_dropout", "dcnv3_shallow_dropout"):
+            _check(0 <= getattr(self, name) < 1, name, getattr(self, name), "must be in [0, 1)")
+        for name in ("dcnv3_deep_layers", "dcnv3_shallow_layers"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        _check(self.name != "dcnv3" or self.embedding_dim % 2 == 0, "embedding_dim", self.embedding_dim,
+               "DCNv3 splits every field's vector in halves: the size must be even")
         _check(0 <= self.flen_dice_factor < 1, "flen_dice_factor", self.flen_dice_factor, "must be in [0, 1)")
         for name in ("activation", "hidden_gate_activation"):
             try:

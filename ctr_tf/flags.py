@@ -72,6 +72,23 @@ def define_flags(fv: flags.FlagValues = FLAGS):
                        "term while training.", flag_values=fv)
     flags.DEFINE_boolean("paddlerec_flen_mf_only", False, "FLEN: keep only the between-group (MF) interactions, "
                          "as PaddleRec's FLEN does (the paper adds the within-group FM part).", flag_values=fv)
+    flags.DEFINE_boolean("finalnet_field_gate", True, "FinalNet: the field gate (a field-by-field linear mix, "
+                         "initialised to pass every field through) in front of block 1.", flag_values=fv)
+    flags.DEFINE_list("finalnet_block1_units", ["1000", "1000", "1000"], "FinalNet: block 1's factorised "
+                      "interaction layers (on the gated embeddings); even sizes.", flag_values=fv)
+    flags.DEFINE_float("finalnet_block1_dropout", 0.4, "FinalNet: dropout after each layer of block 1.", flag_values=fv)
+    flags.DEFINE_list("finalnet_block2_units", ["512"], "FinalNet: block 2's factorised interaction layers (on the "
+                      "raw embeddings); even sizes.", flag_values=fv)
+    flags.DEFINE_float("finalnet_block2_dropout", 0.4, "FinalNet: dropout after each layer of block 2.", flag_values=fv)
+    flags.DEFINE_boolean("finalnet_self_distillation", True, "FinalNet: add each block's BCE against the combined "
+                         "prediction (the method as published); false trains plain BCE, as the BARS 0.8150 run did.",
+                         flag_values=fv)
+    flags.DEFINE_integer("dcnv3_deep_layers", 3, "DCNv3: layers of the exponential cross network (ECN).", flag_values=fv)
+    flags.DEFINE_integer("dcnv3_shallow_layers", 4, "DCNv3: layers of the linear cross network (LCN).", flag_values=fv)
+    flags.DEFINE_float("dcnv3_deep_dropout", 0.1, "DCNv3: dropout after each ECN layer.", flag_values=fv)
+    flags.DEFINE_float("dcnv3_shallow_dropout", 0.2, "DCNv3: dropout after each LCN layer.", flag_values=fv)
+    flags.DEFINE_boolean("dcnv3_tri_bce", True, "DCNv3: Tri-BCE, each network's BCE weighted by how much worse it "
+                         "is than the combined prediction's; false trains plain BCE.", flag_values=fv)
     # The optimisation.
     flags.DEFINE_enum("optimizer", "lazy_adam", [o.value for o in cfg_lib.Optimizer],
                       "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.", flag_values=fv)

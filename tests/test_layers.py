@@ -139,7 +139,8 @@ def test_deepfm_parameter_count_and_logit_decomposition():
 def tiny_model_config(name, **kw):
     """Every model at test size (DLRM's bottom MLP must end at the embedding size)."""
     return cfg_lib.ModelConfig(name=name, embedding_dim=4, hidden_units=(8, 4), cin_layer_sizes=(4, 4),
-                               dlrm_bottom_units=(8, 4), dlrm_top_units=(8,), **kw)
+                               dlrm_bottom_units=(8, 4), dlrm_top_units=(8,), finalnet_block1_units=(8, 4),
+                               finalnet_block2_units=(4,), **kw)
 
 
 @pytest.mark.parametrize("name", models.names())

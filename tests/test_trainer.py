@@ -50,6 +50,8 @@ def scalars(logdir, tag) -> list[tuple[int, float]]:
     from tensorboard.backend.event_processing import event_accumulator
     ea = event_accumulator.EventAccumulator(str(logdir), size_guidance={event_accumulator.TENSORS: 0})
     ea.Reload()
+    if tag not in ea.Tags()["tensors"]:
+        return []
     return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in ea.Tensors(tag)]
 
 

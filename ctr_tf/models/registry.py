@@ -16,13 +16,13 @@ def register(name: str):
 
 
 def names() -> list[str]:
-    from ctr_tf.models import zoo  # noqa: F401
+    from ctr_tf.models import modern, zoo  # noqa: F401
     return sorted(_BUILDERS)
 
 
 def build(schema, model_config):
     """The registered model as a functional tf.keras.Model: {"dense", "cat"} -> logits [B, 1] float32."""
-    from ctr_tf.models import zoo  # noqa: F401
+    from ctr_tf.models import modern, zoo  # noqa: F401
     if model_config.name not in _BUILDERS:
         from ctr_tf.config import ConfigError
         raise ConfigError(f"--model={model_config.name!r}: unknown model; known: {', '.join(names())}")
