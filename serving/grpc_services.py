@@ -28,14 +28,22 @@ def _failure(e: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
 
 
+def _start(rpc: handlers.Rpc, registry, request):
+    """(response, None) for an RPC answered without the model, else (None, (signature, inputs, finish))."""
+    if rpc.unimplemented:
+        raise handlers.unimplemented(rpc.unimplemented)
+    if rpc.answer is not None:
+        return rpc.answer(registry, request), None
+    return None, rpc.prepare(registry, request)
+
+
 def _sync_method(rpc: handlers.Rpc, registry):
     def method(self, request, context):
         try:
-            if rpc.unimplemented:
-                raise handlers.unimplemented(rpc.unimplemented)
-            if rpc.answer is not None:
-                return rpc.answer(registry, request)
-            sig, inputs, finish = rpc.prepare(registry, request)
+            response, call = _start(rpc, registry, request)
+            if call is None:
+                return response
+            sig, inputs, finish = call
             return finish(sig.call_now(inputs))
         except Exception as e:  # noqa: BLE001  (mapped to a status; see _failure)
             context.abort(*_failure(e))
@@ -45,11 +53,10 @@ def _sync_method(rpc: handlers.Rpc, registry):
 def _async_method(rpc: handlers.Rpc, registry, executor):
     async def method(self, request, context):
         try:
-            if rpc.unimplemented:
-                raise handlers.unimplemented(rpc.unimplemented)
-            if rpc.answer is not None:
-                return rpc.answer(registry, request)
-            sig, inputs, finish = rpc.prepare(registry, request)
+            response, call = _start(rpc, registry, request)
+            if call is None:
+                return response
+            sig, inputs, finish = call
             return finish(await sig.call_async(inputs, executor))
         except Exception as e:  # noqa: BLE001  (mapped to a status; see _failure)
             code, message = _failure(e)
