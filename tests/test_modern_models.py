@@ -194,3 +194,13 @@ def test_extra_loss_terms_train_as_their_own_scalars_and_the_plain_loss_has_none
     assert not isinstance(plain.model, multi_logit.MultiLogitModel)
     trainer.run(cfg(tmp_path / "plain", **{loss_flag: False}))
     assert not scalars(tmp_path / "plain" / "tensorboard" / "train", f"epoch_{terms[0]}")
+
+
+@pytest.mark.parametrize("name", ["finalnet", "dcnv3"])
+def test_heads_start_at_the_training_click_rate(name):
+    import dataclasses
+    schema = dataclasses.replace(_toy_schema(dense=0, groups=None), splits={"train": {"rows": 100, "positive_rate": 0.2}})
+    model = models.build(schema, tiny_model_config(name, embedding_init_std=1e-4))
+    x = {"dense": tf.zeros((64, 0)), "cat": tf.constant(RNG.integers(0, 10, (64, 3)), tf.int32)}
+    p = tf.sigmoid(model(x, training=False)).numpy()
+    np.testing.assert_allclose(p, 0.2, atol=0.01)

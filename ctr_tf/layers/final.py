@@ -57,17 +57,20 @@ class FactorizedInteraction(tf.keras.layers.Layer):
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
 class FinalBlock(tf.keras.layers.Layer):
     """A FinalNet block: per layer FactorizedInteraction -> BatchNorm -> ReLU -> Dropout, then a
-    Dense(1) logit. x [B, d] -> [B, 1]. BatchNorm with momentum 0.9 / epsilon 1e-5 (PyTorch's)."""
+    Dense(1) logit whose bias starts at `logit_bias`. x [B, d] -> [B, 1]. BatchNorm with momentum
+    0.9 / epsilon 1e-5 (PyTorch's)."""
 
-    def __init__(self, hidden_units, dropout=0.0, **kwargs):
+    def __init__(self, hidden_units, dropout=0.0, logit_bias=0.0, **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = [int(u) for u in hidden_units]
         self.dropout = float(dropout)
+        self.logit_bias = float(logit_bias)
         self.interactions = [FactorizedInteraction(u, name=f"fi_{i}") for i, u in enumerate(self.hidden_units)]
         self.norms = [tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"bn_{i}")
                       for i in range(len(self.hidden_units))]
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_units] if self.dropout > 0 else []
-        self.head = tf.keras.layers.Dense(1, kernel_initializer=xavier_normal(), name="logit")
+        self.head = tf.keras.layers.Dense(1, kernel_initializer=xavier_normal(),
+                                          bias_initializer=tf.keras.initializers.Constant(self.logit_bias), name="logit")
 
     def call(self, x, training=None):
         for i, fi in enumerate(self.interactions):
@@ -77,4 +80,5 @@ class FinalBlock(tf.keras.layers.Layer):
         return self.head(x)
 
     def get_config(self):
-        return {**super().get_config(), "hidden_units": self.hidden_units, "dropout": self.dropout}
+        return {**super().get_config(), "hidden_units": self.hidden_units, "dropout": self.dropout,
+                "logit_bias": self.logit_bias}

@@ -30,17 +30,20 @@ class SelfMaskCrossNet(tf.keras.layers.Layer):
     mask), H' = concat([H, H * M]) + b_l (b_l [n], initialised U(0, 1)); then
       exponential (ECN): x_{l+1} = dropout(x_l  * H' + x_l)
       linear (LCN):      x_{l+1} = dropout(x_0 * H' + x_l)
-    and a Dense(1) logit on the last x. LayerNorm epsilon 1e-5 (PyTorch's).
+    and a Dense(1) logit on the last x, its bias starting at `logit_bias`. LayerNorm epsilon 1e-5
+    (PyTorch's).
     """
 
-    def __init__(self, num_layers, exponential=True, dropout=0.0, **kwargs):
+    def __init__(self, num_layers, exponential=True, dropout=0.0, logit_bias=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_layers = int(num_layers)
         self.exponential = bool(exponential)
         self.dropout = float(dropout)
+        self.logit_bias = float(logit_bias)
         self.norms = [tf.keras.layers.LayerNormalization(epsilon=1e-5, name=f"ln_{i}") for i in range(self.num_layers)]
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in range(self.num_layers)] if self.dropout > 0 else []
-        self.head = tf.keras.layers.Dense(1, kernel_initializer=xavier_normal(), name="logit")
+        self.head = tf.keras.layers.Dense(1, kernel_initializer=xavier_normal(),
+                                          bias_initializer=tf.keras.initializers.Constant(self.logit_bias), name="logit")
 
     def build(self, input_shape):
         n = int(input_shape[-1])
@@ -66,4 +69,4 @@ class SelfMaskCrossNet(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_layers": self.num_layers, "exponential": self.exponential,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "logit_bias": self.logit_bias}

@@ -101,6 +101,16 @@ def mlp(x, cfg, name: str = "mlp", units=None) -> tf.Tensor:
                       cfg.batch_norm, cfg.dense_l2, name=name)(x)
 
 
+def base_rate_logit(schema, split: str = "train") -> float:
+    """log(p / (1 - p)) of the split's click rate (schema.json), 0 when unknown: a logit head that
+    starts there predicts the base rate from the first step instead of 0.5."""
+    import math
+    rate = (schema.splits.get(split) or {}).get("positive_rate")
+    if not rate or not 0 < rate < 1:
+        return 0.0
+    return math.log(rate / (1 - rate))
+
+
 def logit_head(x, name="logit"):
     return tf.keras.layers.Dense(1, name=name)(x)
 
