@@ -97,6 +97,13 @@ def filter_text(data: bytes, gpu_present: bool) -> bytes:
                     if seg and not is_noise(seg.rstrip(b"\r\n"), gpu_present))
 
 
+def stderr_is_terminal() -> bool:
+    """Whether the real stderr is a terminal (through the filter, descriptor 2 is a pipe)."""
+    if _filter is not None:
+        return os.isatty(_filter[1])
+    return sys.stderr.isatty()
+
+
 def quiet_tensorflow_python() -> None:
     """TensorFlow's Python-side INFO chatter (saver sharding, asset writes) off; warnings stay."""
     if verbose():

@@ -77,3 +77,16 @@ def test_ctr_tf_verbose_shows_tensorflow_unfiltered(tmp_path):
 def test_commands_that_never_import_tensorflow_do_not_start_the_filter():
     proc = _python("import sys, ctr_tf, pipelines.clean; print('tensorflow' in sys.modules, ctr_tf.console._filter)")
     assert proc.returncode == 0 and proc.stdout.split() == ["False", "None"]
+
+
+def test_a_terminal_behind_the_filter_is_still_a_terminal():
+    """Progress bars redraw in place only on a terminal: the filter's pipe must not hide it."""
+    import pty
+    code = "import ctr_tf, tensorflow, sys; from ctr_tf import console; print(console.stderr_is_terminal(), sys.stderr.isatty())"
+    main, sub = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=sub, timeout=120)
+    finally:
+        os.close(sub)
+        os.close(main)
+    assert proc.stdout.split() == [b"True", b"False"]  # descriptor 2 is the filter's pipe; the user's is a tty

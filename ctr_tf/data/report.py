@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
+from ctr_tf import console
 from ctr_tf import schema as schema_lib
 
 
@@ -11,7 +12,7 @@ class Progress:
     def __init__(self, enabled: bool, total_bytes: int):
         self.enabled = enabled
         self.total = max(total_bytes, 1)
-        self.tty = sys.stderr.isatty()
+        self.tty = console.stderr_is_terminal()
         self.last = 0.0
 
     def update(self, label: str, rows: int, done_bytes: int, rejected: int, start: float, force=False):
