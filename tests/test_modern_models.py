@@ -1,5 +1,7 @@
 """FinalNet and DCNv3: their layers against brute-force numpy, their losses against hand
 computation, the published parameter counts, and the multi-logit training contract."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,9 @@ from ctr_tf import config as cfg_lib
 from ctr_tf import layers, models, trainer
 from ctr_tf.data import synthetic
 from ctr_tf.models import multi_logit
+from serving import client as client_lib
+from serving import server as server_lib
+from serving.models import ModelManager
 from tests import helpers
 from tests.test_layers import _toy_schema, tiny_model_config
 from tests.test_trainer import scalars
@@ -190,6 +195,17 @@ def test_extra_loss_terms_train_as_their_own_scalars_and_the_plain_loss_has_none
         assert [s for s, _ in values] == [0, 1] and all(np.isfinite(v) and v >= 0 for _, v in values)
     fn = tf.saved_model.load(out["export"]).signatures["serving_default"]
     assert fn.structured_outputs["probability"].shape.as_list() == [None, 1]  # one prediction per row
+    # served by the local server like every other model: its answer is the SavedModel's
+    rows = next(client_lib.read_batches(str(tmp_path / "s.tsv"), 20)).rows
+    manager = ModelManager(name, os.path.dirname(out["export"]), poll_seconds=0.2)
+    server = server_lib.Server({name: manager}, port=0).start()
+    try:
+        assert manager.wait_until_available(60)
+        served = client_lib.PredictClient(f"127.0.0.1:{server.port}", name).predict(rows)
+    finally:
+        server.stop(0)
+    expected = fn(**{k: tf.constant(v) for k, v in rows.items()})["probability"].numpy().reshape(-1)
+    np.testing.assert_allclose(np.asarray(served).reshape(-1), expected, rtol=1e-5, atol=1e-7)
     plain = trainer.Run(cfg(tmp_path / "plain", **{loss_flag: False}))
     assert not isinstance(plain.model, multi_logit.MultiLogitModel)
     trainer.run(cfg(tmp_path / "plain", **{loss_flag: False}))
