@@ -94,6 +94,7 @@ class ModelConfig:
     dropout: float = 0.0
     batch_norm: bool = False
     embedding_l2: float = 0.0
+    embedding_table_l2: float = 0.0
     dense_l2: float = 0.0
     # DCN, DCN-V2
     cross_layers: int = 3
@@ -141,6 +142,7 @@ class ModelConfig:
                    "sizes must be integers >= 1")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _check(self.embedding_l2 >= 0, "embedding_l2", self.embedding_l2, "must be >= 0")
+        _check(self.embedding_table_l2 >= 0, "embedding_table_l2", self.embedding_table_l2, "must be >= 0")
         _check(self.dense_l2 >= 0, "dense_l2", self.dense_l2, "must be >= 0")
         _check(self.cross_layers >= 1, "cross_layers", self.cross_layers, "must be >= 1")
         _check(self.cross_low_rank >= 0, "cross_low_rank", self.cross_low_rank, "must be >= 0 (0: full-rank matrices)")

@@ -47,6 +47,9 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.", flag_values=fv)
     flags.DEFINE_boolean("batch_norm", False, "Batch normalisation in the MLP.", flag_values=fv)
     flags.DEFINE_float("embedding_l2", 0.0, "L2 on the embedding rows looked up in each batch.", flag_values=fv)
+    flags.DEFINE_float("embedding_table_l2", 0.0, "lambda: lambda/2 * sum of squares over the whole categorical "
+                       "table every step (FuxiCTR's convention); pulls rare rows too, but every step updates every "
+                       "row.", flag_values=fv)
     flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).", flag_values=fv)
     # Model-specific options; a model reads only its own.
     flags.DEFINE_integer("cross_layers", 3, "DCN, DCN-V2: number of cross layers.", flag_values=fv)

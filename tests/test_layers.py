@@ -41,6 +41,18 @@ def test_field_embedding_gradient_is_sparse():
     assert sorted(grad.indices.numpy().tolist()) == [1, 3, 102, 104]
 
 
+def test_field_embedding_table_l2_is_half_lambda_over_every_row_and_its_gradient_dense():
+    layer = layers.FieldEmbedding([4, 3], 2, table_l2=0.1)
+    ids = np.array([[1, 0]], np.int32)
+    with tf.GradientTape() as tape:
+        layer(ids)
+        penalty = tf.add_n(layer.losses)
+    table = layer.embeddings.numpy()
+    assert penalty.numpy() == pytest.approx(0.1 / 2 * (table ** 2).sum(), rel=1e-5)
+    grad = tf.convert_to_tensor(tape.gradient(penalty, layer.embeddings)).numpy()
+    np.testing.assert_allclose(grad, 0.1 * table, rtol=1e-5)  # every row, looked up or not
+
+
 def test_field_embedding_l2_counts_only_looked_up_rows():
     layer = layers.FieldEmbedding([4], 2, l2=0.5, initializer="ones")
     layer(tf.constant([[1], [1], [2]], tf.int32))

@@ -27,15 +27,19 @@ class FieldEmbedding(tf.keras.layers.Layer):
     de-duplicated before the gather (CTR batches repeat popular values many times), so the
     table is read, and the gradient built, once per distinct row: on a 10M-row table this keeps
     the step within ~1.1x of a 100k-row one (pipelines/benchmark_train.py).
-    `l2` adds l2 * sum(e^2) / B over the looked-up rows to the loss: regularising the whole
-    table would make every step dense.
+    `l2` adds l2 * sum(e^2) / B over the looked-up rows to the loss, which keeps the step sparse.
+    `table_l2` adds table_l2 / 2 * sum(E^2) over the whole table every step (FuxiCTR's
+    convention): it pulls every row, the rare ones included, toward 0 at every step, at the price
+    of a dense gradient over the table (an update of every row every step).
     """
 
-    def __init__(self, vocab_sizes, dim, l2=0.0, initializer="truncated_normal", init_std=DEFAULT_INIT_STD, **kwargs):
+    def __init__(self, vocab_sizes, dim, l2=0.0, initializer="truncated_normal", init_std=DEFAULT_INIT_STD,
+                 table_l2=0.0, **kwargs):
         super().__init__(**kwargs)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.dim = int(dim)
         self.l2 = float(l2)
+        self.table_l2 = float(table_l2)
         self.initializer = initializer
         self.init_std = float(init_std)
         self.offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes)[:-1]]).astype(np.int64)
@@ -63,11 +67,13 @@ class FieldEmbedding(tf.keras.layers.Layer):
         if self.l2 > 0:
             batch = tf.cast(tf.shape(ids)[0], tf.float32)
             self.add_loss(self.l2 * tf.reduce_sum(tf.square(tf.cast(emb, tf.float32))) / batch)
+        if self.table_l2 > 0:
+            self.add_loss(self.table_l2 / 2 * tf.reduce_sum(tf.square(self.embeddings)))
         return emb
 
     def get_config(self):
         return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dim": self.dim,
-                "l2": self.l2, "initializer": self.initializer, "init_std": self.init_std}
+                "l2": self.l2, "initializer": self.initializer, "init_std": self.init_std, "table_l2": self.table_l2}
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)

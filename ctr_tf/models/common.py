@@ -38,7 +38,8 @@ class Embeddings:
         self._cache = {}
         if schema.categorical_features:
             self._cat = layers.FieldEmbedding(schema.vocab_sizes, self.dim, l2=cfg.embedding_l2,
-                                              init_std=cfg.embedding_init_std, name=name)(inputs["cat"])
+                                              init_std=cfg.embedding_init_std, table_l2=cfg.embedding_table_l2,
+                                              name=name)(inputs["cat"])
 
     def categorical(self) -> tf.Tensor | None:
         """[B, C, dim]: the categorical fields' vectors (None without categorical features)."""
