@@ -234,13 +234,12 @@ class Run:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to export")
 
     def export(self) -> str:
-        """Exports a float32 model (fast on CPU servers whatever the training precision): the
-        trained one itself, or under mixed precision a float32 twin holding its weights."""
-        serving_model = self.model
-        if self.model.dtype_policy.name != "float32":
-            with precision("float32"):
-                serving_model = models.build(self.schema, self.cfg.model)
-            serving_model.set_weights(self.model.get_weights())
+        """Exports a float32 twin of the model holding its weights: float32 whatever the training
+        precision (fast on CPU servers), and built outside the distribution strategy, so that saving
+        it needs no other worker (a multi-worker model's variables would ask for collectives)."""
+        with precision("float32"):  # a no-op unless training ran under mixed precision
+            serving_model = models.build(self.schema, self.cfg.model)
+        serving_model.set_weights(self.model.get_weights())
         path = export_lib.export(serving_model, self.schema, self.t.resolved_export_dir,
                                  self.t.model_name or self.cfg.model.name)
         print(f"exported SavedModel: {path}", flush=True)
