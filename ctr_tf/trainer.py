@@ -38,6 +38,13 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "epoch"
 
 
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 # ----------------------------------------------------------------------------- the run
 
 class Run:
@@ -87,10 +94,9 @@ class Run:
                 print(f"note: {self.t.model_dir} was trained on {old['data']['data_dir']}; now reading "
                       f"{self.cfg.data.data_dir}", file=sys.stderr)
         if self.chief and self.t.mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
-            with open(path, "w") as f:
-                f.write(self.cfg.dumps() + "\n")
-            with open(os.path.join(self.t.model_dir, "flags.txt"), "w") as f:
-                f.write(self.flags_text)
+            # Written whole or not at all: other workers read config.json while the chief writes it.
+            _write_atomically(path, self.cfg.dumps() + "\n")
+            _write_atomically(os.path.join(self.t.model_dir, "flags.txt"), self.flags_text)
 
     def dataset(self, split: str, training: bool):
         if self.schema.split_rows(split) == 0:
