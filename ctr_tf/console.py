@@ -104,8 +104,12 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def quiet_tensorflow_python() -> None:
-    """TensorFlow's Python-side INFO chatter (saver sharding, asset writes) off; warnings stay."""
+def quiet_python_logging() -> None:
+    """A command's Python-side INFO chatter off, warnings kept: absl's (the command's own logging)
+    and TensorFlow's (saver sharding, asset writes, autograph)."""
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
     if verbose():
         return
     import tensorflow as tf

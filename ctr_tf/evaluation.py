@@ -33,11 +33,6 @@ class Scorer:
         return metrics.summary(y, 1.0 / (1.0 + np.exp(-z)))
 
 
-def predict_logits(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """One-off (labels, logits); a caller scoring repeatedly keeps a `Scorer`."""
-    return Scorer(model).logits(dataset)
-
-
 def evaluate(model, dataset) -> dict:
     """One-off exact metrics; a caller evaluating every epoch keeps a `Scorer`."""
     return Scorer(model).evaluate(dataset)

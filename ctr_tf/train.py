@@ -2,7 +2,7 @@
 import sys
 
 import ctr_tf  # noqa: F401  (tf-keras before TensorFlow)
-from absl import app, logging
+from absl import app
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import flags as ctr_flags
@@ -14,9 +14,8 @@ ctr_flags.define_flags()
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"train: unexpected arguments {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
     from ctr_tf import console, trainer
-    console.quiet_tensorflow_python()
+    console.quiet_python_logging()
     try:
         cfg = ctr_flags.config_from_flags()
         trainer.run(cfg, ctr_flags.FLAGS.flags_into_string())

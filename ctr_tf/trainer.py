@@ -30,7 +30,7 @@ from ctr_tf import markers, models
 from ctr_tf import schema as schema_lib
 from ctr_tf.callbacks import EpochCheckpoint, EpochNaNGuard, ExactEvaluation, StepScalars
 from ctr_tf.data import records
-from ctr_tf.evaluation import Scorer, evaluate, predict_logits  # noqa: F401  (the trainer's public names)
+from ctr_tf.evaluation import Scorer
 from ctr_tf.runtime import TrainingError, is_chief, make_strategy, precision, process_state
 from ctr_tf.schedules import make_optimizer
 

@@ -17,7 +17,7 @@ import statistics
 import sys
 
 import ctr_tf  # noqa: F401  (tf-keras before TensorFlow)
-from absl import app, flags, logging
+from absl import app, flags
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import console
@@ -97,9 +97,8 @@ def write_tables(rows: list[dict], skipped: dict, out_dir: str, data_dir: str):
 
 
 def bar_charts(rows: list[dict], out_dir: str) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipelines import plot
+    plt = plot.pyplot()
     ok = [r for r in rows if not r["status"].startswith("failed")]
     paths = []
     for key, label, name in (("test_auc", "test AUC", "auc.png"), ("examples_per_second", "training examples / s", "speed.png")):
@@ -120,11 +119,7 @@ def bar_charts(rows: list[dict], out_dir: str) -> list[str]:
         ax.set_xlabel("model")
         ax.set_title(f"{label} per model")
         ax.tick_params(axis="x", rotation=45)
-        fig.tight_layout()
-        path = os.path.join(out_dir, name)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(plot.save(fig, out_dir, name))
     return paths
 
 
@@ -171,8 +166,7 @@ def define_flags():
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    console.quiet_tensorflow_python()
+    console.quiet_python_logging()
     if len(argv) > 1:
         sys.exit(f"compare_models: unexpected arguments {argv[1:]}")
     try:

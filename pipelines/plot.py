@@ -12,7 +12,9 @@ import os
 import sys
 
 import ctr_tf  # noqa: F401
-from absl import app, flags, logging
+from absl import app, flags
+
+from ctr_tf import console
 
 FIGURES = (("train_loss.png", "train", "epoch_loss", "training loss"),
            ("train_auc.png", "train", "epoch_auc", "training AUC"),
@@ -52,10 +54,25 @@ def read_scalars(event_dir: str, tag: str) -> list[tuple[int, float]]:
     return sorted(points.items())  # a resumed run rewrites an epoch: the last value wins
 
 
-def plot_runs(logdir: str, output_dir: str, pattern: str = "*") -> list[str]:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def save(fig, output_dir: str, filename: str) -> str:
+    """Writes a figure as PNG, closes it, returns its path."""
+    fig.tight_layout()
+    path = os.path.join(output_dir, filename)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def plot_runs(logdir: str, output_dir: str, pattern: str = "*") -> list[str]:
+    plt = pyplot()
     runs = find_runs(logdir, pattern)
     if not runs:
         raise FileNotFoundError(f"no run with TensorBoard events (tensorboard/train) under {logdir}"
@@ -76,11 +93,7 @@ def plot_runs(logdir: str, output_dir: str, pattern: str = "*") -> list[str]:
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend(fontsize="small", loc="best")
-        fig.tight_layout()
-        path = os.path.join(output_dir, filename)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save(fig, output_dir, filename))
     return paths
 
 
@@ -92,7 +105,7 @@ def define_flags():
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
+    console.quiet_python_logging()
     del argv
     f = flags.FLAGS
     if not f.logdir or not f.output_dir:

@@ -23,7 +23,7 @@ import sys
 
 import ctr_tf  # noqa: F401
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import console
@@ -163,8 +163,7 @@ def define_flags():
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    console.quiet_tensorflow_python()
+    console.quiet_python_logging()
     if len(argv) > 1:
         sys.exit(f"sweep: unexpected arguments {argv[1:]}")
     try:

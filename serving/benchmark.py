@@ -139,9 +139,7 @@ def start_server(base, port, rest_port=0, batching=False):
 def main(argv):
     del argv
     sys.setswitchinterval(0.0005)  # as the server does: fast handoffs between gRPC and caller threads
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)
-    console.quiet_tensorflow_python()
+    console.quiet_python_logging()
     work = tempfile.mkdtemp(prefix="ctr_tf_serving_bench_")
     text = None
     export_dir = FLAGS.export_dir

@@ -21,5 +21,9 @@ def unavailable(msg):
     return ServingError(grpc.StatusCode.UNAVAILABLE, msg)
 
 
+def unimplemented(msg):
+    return ServingError(grpc.StatusCode.UNIMPLEMENTED, msg)
+
+
 def exhausted(msg):
     return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, msg)

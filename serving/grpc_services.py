@@ -31,7 +31,7 @@ def _failure(e: Exception) -> tuple[grpc.StatusCode, str]:
 def _start(rpc: handlers.Rpc, registry, request):
     """(response, None) for an RPC answered without the model, else (None, (signature, inputs, finish))."""
     if rpc.unimplemented:
-        raise handlers.unimplemented(rpc.unimplemented)
+        raise errors.unimplemented(rpc.unimplemented)
     if rpc.answer is not None:
         return rpc.answer(registry, request), None
     return None, rpc.prepare(registry, request)

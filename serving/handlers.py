@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
@@ -181,7 +180,3 @@ RPCS = {
         "HandleReloadConfigRequest": Rpc(unimplemented="reloading the model config is not supported; restart"),
     },
 }
-
-
-def unimplemented(message: str) -> errors.ServingError:
-    return errors.ServingError(grpc.StatusCode.UNIMPLEMENTED, message)

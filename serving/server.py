@@ -24,7 +24,7 @@ import sys
 import threading
 
 import grpc
-from absl import app, flags, logging
+from absl import app, flags
 
 from ctr_tf import console
 from serving import grpc_services, rest
@@ -190,8 +190,7 @@ def main(argv):
     # Requests pass between the event loop, the batcher and the model threads; with CPython's
     # default 5 ms GIL switch interval those handoffs dominated small-request latency.
     sys.setswitchinterval(FLAGS.gil_switch_interval_ms / 1000)
-    logging.set_verbosity(logging.WARNING)
-    console.quiet_tensorflow_python()
+    console.quiet_python_logging()
     if bool(FLAGS.model_base_path) == bool(FLAGS.model_config_file):
         sys.exit("server: error: give either --model_base_path (one model) or --model_config_file")
     batching = parse_batching_parameters(FLAGS.batching_parameters_file) if FLAGS.enable_batching else None

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
-from ctr_tf import metrics, schedules, trainer
+from ctr_tf import evaluation, metrics, schedules, trainer
 from ctr_tf.data import synthetic
 from tests import helpers
 
@@ -200,7 +200,7 @@ def test_train_and_evaluate_with_early_stopping_evaluates_the_best_epoch(data_di
     best = json.load(open(md / "best_epoch.json"))
     r = trainer.Run(make_cfg(data_dir, md, early_stopping_patience=5, mode=cfg_lib.Mode.EXPORT))
     r.restore_epoch(best["epoch"])
-    assert trainer.evaluate(r.model, r.dataset("test", False))["auc"] == pytest.approx(out["test"]["auc"], abs=1e-9)
+    assert evaluation.evaluate(r.model, r.dataset("test", False))["auc"] == pytest.approx(out["test"]["auc"], abs=1e-9)
 
 
 def test_early_stopping_exports_the_best_epoch(data_dir, tmp_path):
@@ -211,7 +211,7 @@ def test_early_stopping_exports_the_best_epoch(data_dir, tmp_path):
     r = trainer.Run(make_cfg(data_dir, md, early_stopping_patience=1, mode=cfg_lib.Mode.EXPORT))
     r.restore_for_export()
     assert r.scorer.evaluate(r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
-    assert trainer.evaluate(r.model, r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
+    assert evaluation.evaluate(r.model, r.dataset("valid", False))["auc"] == pytest.approx(best["auc"], abs=1e-9)
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
