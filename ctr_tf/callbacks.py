@@ -48,6 +48,16 @@ class ExactEvaluation(tf.keras.callbacks.Callback):
                 json.dump({"epoch": epoch, **m}, f)
 
 
+class SettleTableL2(tf.keras.callbacks.Callback):
+    """At the end of every epoch, brings every embedding row's pending table L2 up to date
+    (optimizers.LazyAdam.settle), before the callbacks after it evaluate, checkpoint or keep the
+    weights."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        getattr(optimizer, "inner_optimizer", optimizer).settle()  # under a loss scale, the LazyAdam inside
+
+
 class EpochCheckpoint(tf.keras.callbacks.Callback):
     """Saves model + optimizer as checkpoints/epoch-<epoch> at the end of every epoch."""
 

@@ -186,6 +186,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     optimizer: Optimizer = Optimizer.LAZY_ADAM
     adam_epsilon: float = 1e-8
+    dense_table_l2: bool = False
     lr_schedule: LRSchedule = LRSchedule.CONSTANT
     lr_plateau_factor: float = 0.1
     lr_plateau_patience: int = 1
@@ -253,6 +254,14 @@ class ExperimentConfig:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
+
+    @property
+    def sparse_table_l2(self) -> float:
+        """The --embedding_table_l2 that lazy_adam applies sparsely (0 when the model's loss carries
+        it as a dense term: another optimizer, or --dense_table_l2)."""
+        if self.train.optimizer == Optimizer.LAZY_ADAM and not self.train.dense_table_l2:
+            return self.model.embedding_table_l2
+        return 0.0
 
     def to_json(self) -> dict:
         def plain(obj):

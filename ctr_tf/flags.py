@@ -47,9 +47,9 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_float("dropout", 0.0, "MLP dropout rate.", flag_values=fv)
     flags.DEFINE_boolean("batch_norm", False, "Batch normalisation in the MLP.", flag_values=fv)
     flags.DEFINE_float("embedding_l2", 0.0, "L2 on the embedding rows looked up in each batch.", flag_values=fv)
-    flags.DEFINE_float("embedding_table_l2", 0.0, "lambda: lambda/2 * sum of squares over the whole categorical "
-                       "table every step (FuxiCTR's convention); pulls rare rows too, but every step updates every "
-                       "row.", flag_values=fv)
+    flags.DEFINE_float("embedding_table_l2", 0.0, "lambda: lambda/2 * sum of squares over the whole of every "
+                       "categorical table (FuxiCTR's convention): under Adam it pulls rows that go unseen to zero. "
+                       "lazy_adam applies it sparsely; see --dense_table_l2.", flag_values=fv)
     flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).", flag_values=fv)
     # Model-specific options; a model reads only its own.
     flags.DEFINE_integer("cross_layers", 3, "DCN, DCN-V2: number of cross layers.", flag_values=fv)
@@ -97,6 +97,9 @@ def define_flags(fv: flags.FlagValues = FLAGS):
                       "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.", flag_values=fv)
     flags.DEFINE_float("learning_rate", 1e-3, "Base learning rate.", flag_values=fv)
     flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (PaddlePaddle's default 1e-8).", flag_values=fv)
+    flags.DEFINE_boolean("dense_table_l2", False, "Apply --embedding_table_l2 as a loss term, a gradient at every row "
+                         "every step, even with lazy_adam (which otherwise applies it sparsely, each row catching up on "
+                         "the steps it missed when next looked up).", flag_values=fv)
     flags.DEFINE_enum("lr_schedule", "constant", [s.value for s in cfg_lib.LRSchedule],
                       "constant; plateau: x lr_plateau_factor when the validation AUC stalls; "
                       "warmup_decay: linear warmup, then exponential decay.", flag_values=fv)
@@ -141,6 +144,7 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             batch_size=fv.batch_size, eval_batch_size=fv.eval_batch_size,
             steps_per_epoch=fv.steps_per_epoch, learning_rate=fv.learning_rate,
             optimizer=cfg_lib.Optimizer(fv.optimizer), adam_epsilon=fv.adam_epsilon,
+            dense_table_l2=fv.dense_table_l2,
             lr_schedule=cfg_lib.LRSchedule(fv.lr_schedule), lr_plateau_factor=fv.lr_plateau_factor,
             lr_plateau_patience=fv.lr_plateau_patience, warmup_steps=fv.warmup_steps,
             decay_steps=fv.decay_steps, decay_rate=fv.decay_rate,

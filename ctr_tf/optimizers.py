@@ -13,33 +13,130 @@ from ctr_tf.config import Optimizer
 @tf.keras.utils.register_keras_serializable(package="ctr_tf")
 class LazyAdam(tf.keras.optimizers.Adam):
     """Adam whose IndexedSlices updates touch only the gathered rows (indices are unique here:
-    the base optimizer sums duplicate indices before update_step)."""
+    the base optimizer sums duplicate indices before update_step).
+
+    `table_l2` > 0: the L2 term table_l2 / 2 * sum(E^2) over the whole of each table in
+    `l2_tables`, as dense Adam would see it (its gradient, table_l2 * E, at every row every step),
+    kept sparse. Dense Adam divides that gradient by the row's sqrt(v), so a row that goes unseen
+    shrinks at a rate that grows as its v decays (by beta_2 a step): rare rows are pulled to zero
+    within a few thousand steps, frequent ones hardly move. Here a row catches up on the steps it
+    missed when it is next updated, in closed form: its m and v decay by beta_1^k and beta_2^k,
+    its momentum moves it on as dense Adam's would, and it shrinks by
+    exp(-alpha * table_l2 * sum_{j<=k} beta_2^(-j/2) / sqrt(v)), by no more than the learning rate
+    a step (Adam's step bound, reached once the L2 term dominates v). The step that looks a row
+    up adds table_l2 * row to its gradient, as dense Adam does. `settle()` brings every row
+    up to date (the trainer calls it before evaluating or saving). It approximates dense Adam
+    (the L2 term's own share of m and v is left out, and the forward pass of the step that
+    brings a row back reads it before its catch-up); tests hold it to a dense numpy Adam.
+    """
+
+    def __init__(self, learning_rate=0.001, table_l2=0.0, l2_tables=(), **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.table_l2 = float(table_l2)
+        self._l2_tables = list(l2_tables) if self.table_l2 > 0 else []
+
+    def build(self, var_list):
+        super().build(var_list)
+        if hasattr(self, "_last_steps"):
+            return
+        self._last_steps = {}
+        wanted = {self._var_key(v) for v in self._l2_tables}
+        for var in var_list:
+            if self._var_key(var) in wanted:
+                # The step of each row's last update (float32 counts exactly to 2^24 steps).
+                self._last_steps[self._var_key(var)] = self.add_variable_from_reference(
+                    var, "last_step", shape=var.shape[:1])
+
+    def _slots(self, variable):
+        key = self._var_key(variable)
+        i = self._index_dict[key]
+        return self._momentums[i], self._velocities[i], getattr(self, "_last_steps", {}).get(key)
+
+    def _alpha(self, step, dtype):
+        lr = tf.cast(self.learning_rate, dtype)
+        step = tf.cast(step, dtype)
+        return lr * tf.sqrt(1 - tf.pow(tf.cast(self.beta_2, dtype), step)) / (1 - tf.pow(tf.cast(self.beta_1, dtype), step))
+
+    def _catch_up(self, w, m, v, missed, alpha):
+        """Rows w, m, v [N, D] after `missed` [N] steps of the L2 gradient alone."""
+        missed = tf.cast(missed, tf.float64)[:, None]
+        q = 1.0 / tf.sqrt(tf.cast(self.beta_2, tf.float64))
+        # sum_{j=1..k} q^j; the exponent is capped where the shrink is total anyway.
+        growth = tf.exp(tf.minimum(missed * tf.math.log(q), 600.0))
+        steps_sum = q * (growth - 1) / (q - 1)
+        alpha = tf.cast(alpha, tf.float64)
+        root_v = tf.sqrt(tf.cast(v, tf.float64)) + self.epsilon
+        # The momentum dense Adam goes on applying: sum_j alpha beta_1^j m / sqrt(beta_2^j v).
+        r = tf.cast(self.beta_1, tf.float64) * q
+        w = tf.cast(w, tf.float64) - alpha * tf.cast(m, tf.float64) / root_v * r * (1 - tf.pow(r, missed)) / (1 - r)
+        shrunk = tf.abs(w) * tf.exp(-tf.minimum(alpha * self.table_l2 / root_v * steps_sum, 700.0))
+        bounded = tf.abs(w) - tf.cast(self.learning_rate, tf.float64) * missed   # Adam's bound: lr a step
+        w = tf.cast(tf.sign(w) * tf.maximum(tf.maximum(shrunk, bounded), 0.0), m.dtype)
+        m = m * tf.cast(tf.pow(tf.cast(self.beta_1, tf.float64), missed), m.dtype)
+        v = v * tf.cast(tf.pow(tf.cast(self.beta_2, tf.float64), missed), v.dtype)
+        return w, m, v
 
     def update_step(self, gradient, variable):
+        m, v, last = self._slots(variable)
         if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable)
+            if last is None:
+                return super().update_step(gradient, variable)
+            self._settle_table(variable, m, v, last, self.iterations)  # every row is about to be updated
+            gradient = gradient + self.table_l2 * variable
+            super().update_step(gradient, variable)
+            last.assign(tf.fill(tf.shape(last), tf.cast(self.iterations + 1, last.dtype)))
+            return
         dtype = variable.dtype
-        lr = tf.cast(self.learning_rate, dtype)
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
-        key = self._var_key(variable)
-        m = self._momentums[self._index_dict[key]]
-        v = self._velocities[self._index_dict[key]]
+        step = self.iterations + 1
+        alpha = self._alpha(step, dtype)
         idx, g = gradient.indices, tf.cast(gradient.values, dtype)
-        m_rows = beta_1 * tf.gather(m, idx) + (1 - beta_1) * g
-        v_rows = beta_2 * tf.gather(v, idx) + (1 - beta_2) * tf.square(g)
+        m_rows, v_rows = tf.gather(m, idx), tf.gather(v, idx)
+        if last is not None:
+            w_rows = tf.gather(variable, idx)
+            missed = tf.cast(step, last.dtype) - 1 - tf.gather(last, idx)
+            w_rows, m_rows, v_rows = self._catch_up(w_rows, m_rows, v_rows, missed, alpha)
+            g = g + self.table_l2 * w_rows
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        m_rows = beta_1 * m_rows + (1 - beta_1) * g
+        v_rows = beta_2 * v_rows + (1 - beta_2) * tf.square(g)
         m.scatter_update(tf.IndexedSlices(m_rows, idx))
         v.scatter_update(tf.IndexedSlices(v_rows, idx))
-        variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), idx))
+        delta = alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon)
+        if last is None:
+            variable.scatter_sub(tf.IndexedSlices(delta, idx))
+            return
+        variable.scatter_update(tf.IndexedSlices(w_rows - delta, idx))
+        last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(idx), tf.cast(step, last.dtype)), idx))
+
+    def _settle_table(self, table, m, v, last, now):
+        alpha = self._alpha(now + 1, table.dtype)  # the alpha the next step's catch-up would use
+        missed = tf.cast(now, last.dtype) - last
+        w_new, m_new, v_new = self._catch_up(table.read_value(), m.read_value(), v.read_value(), missed, alpha)
+        table.assign(w_new)
+        m.assign(m_new)
+        v.assign(v_new)
+        last.assign(tf.fill(tf.shape(last), tf.cast(now, last.dtype)))
+
+    def settle(self):
+        """Applies every row's pending L2 catch-up, so that the tables hold what dense Adam would."""
+        for table in self._l2_tables:
+            m, v, last = self._slots(table)
+            if last is not None:
+                self._settle_table(table, m, v, last, self.iterations)
+
+    def get_config(self):
+        return {**super().get_config(), "table_l2": self.table_l2}
 
 
-def make(kind: Optimizer, learning_rate, clipnorm: float = 0.0, adam_epsilon: float = 1e-8):
-    """The optimizer for `kind`; all of them update embedding rows sparsely except `adam`."""
+def make(kind: Optimizer, learning_rate, clipnorm: float = 0.0, adam_epsilon: float = 1e-8,
+         table_l2: float = 0.0, l2_tables=()):
+    """The optimizer for `kind`; all of them update embedding rows sparsely except `adam`.
+    `table_l2` (lazy_adam only): the whole-table L2 of the tables in `l2_tables`, kept sparse."""
     extra = {"global_clipnorm": clipnorm} if clipnorm > 0 else {}
+    if table_l2 and kind != Optimizer.LAZY_ADAM:
+        raise ValueError(f"a sparse table L2 is a lazy_adam option, not one of {kind.value}")
     if kind == Optimizer.LAZY_ADAM:
-        return LazyAdam(learning_rate, epsilon=adam_epsilon, **extra)
+        return LazyAdam(learning_rate, table_l2=table_l2, l2_tables=l2_tables, epsilon=adam_epsilon, **extra)
     if kind == Optimizer.ADAM:
         return tf.keras.optimizers.Adam(learning_rate, epsilon=adam_epsilon, **extra)
     if kind == Optimizer.ADAGRAD:

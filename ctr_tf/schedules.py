@@ -26,11 +26,13 @@ class WarmupExponentialDecay(tf.keras.optimizers.schedules.LearningRateSchedule)
                 "decay_rate": self.decay_rate}
 
 
-def make_optimizer(t: cfg_lib.TrainConfig):
+def make_optimizer(t: cfg_lib.TrainConfig, table_l2: float = 0.0, embedding_tables=()):
+    """The run's optimizer; lazy_adam applies `table_l2` (the whole-table L2) to `embedding_tables`."""
     lr = t.learning_rate
     if t.lr_schedule == cfg_lib.LRSchedule.WARMUP_DECAY:
         lr = WarmupExponentialDecay(t.learning_rate, t.warmup_steps, t.decay_steps, t.decay_rate)
-    return optimizers.make(t.optimizer, lr, t.clipnorm, t.adam_epsilon)
+    return optimizers.make(t.optimizer, lr, t.clipnorm, t.adam_epsilon,
+                           table_l2=table_l2, l2_tables=embedding_tables)
 
 
 def current_lr(optimizer) -> float:

@@ -13,6 +13,7 @@ schedule in `schedules`, scoring in `evaluation`, the callbacks in `callbacks`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from ctr_tf import config as cfg_lib
 from ctr_tf import export as export_lib
 from ctr_tf import markers, models
 from ctr_tf import schema as schema_lib
-from ctr_tf.callbacks import EpochCheckpoint, EpochNaNGuard, ExactEvaluation, StepScalars
+from ctr_tf.callbacks import EpochCheckpoint, EpochNaNGuard, ExactEvaluation, SettleTableL2, StepScalars
 from ctr_tf.data import records
 from ctr_tf.evaluation import Scorer
 from ctr_tf.runtime import TrainingError, is_chief, make_strategy, precision, process_state
@@ -67,9 +68,12 @@ class Run:
         self.model_dir = self.t.model_dir if self.chief else tempfile.mkdtemp(prefix="ctr_tf_worker_")
         markers.mark(self.model_dir, "model_dir")
         self._check_model_dir()
+        sparse_l2 = cfg.sparse_table_l2
+        # A table L2 that the optimizer applies must not be in the loss as well.
+        model_cfg = dataclasses.replace(cfg.model, embedding_table_l2=0.0) if sparse_l2 else cfg.model
         with self.strategy.scope():
-            self.model = models.build(self.schema, cfg.model)
-            self.optimizer = make_optimizer(self.t)
+            self.model = models.build(self.schema, model_cfg)
+            self.optimizer = make_optimizer(self.t, sparse_l2, models.embedding_tables(self.model))
             self.model.compile(optimizer=self.optimizer,
                                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
@@ -155,7 +159,8 @@ class Run:
         tb = os.path.join(self.model_dir, "tensorboard")
         train_writer = tf.summary.create_file_writer(os.path.join(tb, "train"))
         eval_writer = tf.summary.create_file_writer(os.path.join(tb, "eval"))
-        callbacks = []
+        # First: the later callbacks evaluate, keep and save the tables with their L2 caught up.
+        callbacks = [SettleTableL2()] if self.cfg.sparse_table_l2 else []
         if self.cfg.data.eval_split and self.schema.split_rows(self.cfg.data.eval_split):
             callbacks.append(ExactEvaluation(self.scorer, self.dataset(self.cfg.data.eval_split, False), eval_writer,
                                              self.model_dir, self.chief))

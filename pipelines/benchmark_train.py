@@ -25,6 +25,8 @@ from ctr_tf.data import convert, records, synthetic
 flags.DEFINE_list("sizes", ["100000", "1000000", "10000000"], "Total embedding rows (26 hashed fields).")
 flags.DEFINE_list("optimizers", ["lazy_adam", "adagrad", "adam"], "Optimizers of our DeepFM.")
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions of our DeepFM with lazy_adam.")
+flags.DEFINE_list("table_l2", ["sparse", "dense"], "Also time lazy_adam with --embedding_table_l2=5e-5 "
+                  "applied sparsely by the optimizer, or as a loss term (a gradient at every row).")
 flags.DEFINE_boolean("baseline", True, "Also time the obvious Keras DeepFM.")
 flags.DEFINE_integer("rows", 200_000, "Synthetic training rows.")
 flags.DEFINE_integer("batch_size", 4096, "Batch size.")
@@ -32,6 +34,7 @@ flags.DEFINE_integer("steps", 20, "Timed steps.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps first.")
 flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench_train", "Scratch directory.")
 FLAGS = flags.FLAGS
+TABLE_L2 = 5e-5
 EMB = 16
 HIDDEN = (400, 400, 400)
 
@@ -76,10 +79,15 @@ def obvious_keras_deepfm(schema):
     return model, split
 
 
-def ours(schema, optimizer, precision):
+def ours(schema, optimizer, precision, table_l2=""):
+    """Our DeepFM; table_l2: "" none, "sparse" (lazy_adam applies it), "dense" (in the loss)."""
+    cfg = cfg_lib.ModelConfig(name="deepfm", embedding_dim=EMB, hidden_units=HIDDEN,
+                              embedding_table_l2=TABLE_L2 if table_l2 == "dense" else 0.0)
     with runtime.precision(precision):
-        model = models.build(schema, cfg_lib.ModelConfig(name="deepfm", embedding_dim=EMB, hidden_units=HIDDEN))
-        model.compile(optimizers.make(cfg_lib.Optimizer(optimizer), 1e-3),
+        model = models.build(schema, cfg)
+        sparse = TABLE_L2 if table_l2 == "sparse" else 0.0
+        model.compile(optimizers.make(cfg_lib.Optimizer(optimizer), 1e-3, table_l2=sparse,
+                                      l2_tables=models.embedding_tables(model)),
                       tf.keras.losses.BinaryCrossentropy(from_logits=True))
     return model, None
 
@@ -110,6 +118,10 @@ def main(argv):
         rows = sum(schema.vocab_sizes)
         for opt in FLAGS.optimizers:
             results.append((rows, f"ctr_tf DeepFM, {opt}, float32", *time_model(*ours(schema, opt, "float32")[:1], schema, None)))
+            print(results[-1], flush=True)
+        for mode in FLAGS.table_l2:
+            results.append((rows, f"ctr_tf DeepFM, lazy_adam, table L2 {mode}", *time_model(
+                ours(schema, "lazy_adam", "float32", mode)[0], schema, None)))
             print(results[-1], flush=True)
         for prec in FLAGS.precisions:
             if prec != "float32":

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
-from ctr_tf import evaluation, metrics, schedules, trainer
+from ctr_tf import evaluation, metrics, models, schedules, trainer
 from ctr_tf.data import synthetic
 from tests import helpers
 
@@ -286,3 +286,34 @@ def test_run_restores_the_process_state_it_changes(data_dir, tmp_path):
     assert not tf_config.is_op_determinism_enabled()
     assert tf.keras.mixed_precision.global_policy().name == "float32"
     tf.random.set_seed(None)
+
+
+def test_sparse_table_l2_saves_settled_tables_and_shrinks_rows_never_looked_up(data_dir, tmp_path):
+    runs = {}
+    for l2 in (0.0, 1e-3):
+        cfg = make_cfg(data_dir, tmp_path / f"l2-{l2}", epochs=1, deterministic=True, mode=cfg_lib.Mode.TRAIN,
+                       model_kw={"embedding_table_l2": l2})
+        trainer.run(cfg)
+        r = trainer.Run(cfg)
+        r.restore_latest()
+        r.optimizer.build(r.model.trainable_variables)   # creates the slots the checkpoint restores into
+        runs[l2] = r
+    plain, l2 = runs[0.0], runs[1e-3]
+    assert not l2.model.losses   # lazy_adam applies it: the loss carries no dense table term
+    steps = int(l2.optimizer.iterations)
+    shrunk = 0
+    for a, b in zip(models.embedding_tables(plain.model), models.embedding_tables(l2.model)):
+        m, _, _ = plain.optimizer._slots(a)
+        never = np.all(m.numpy() == 0, axis=1) & np.any(a.numpy() != 0, axis=1)   # same seed: same start
+        _, _, last = l2.optimizer._slots(b)
+        np.testing.assert_array_equal(last.numpy(), steps)   # caught up before the checkpoint
+        assert np.all(np.abs(b.numpy()[never]) < np.abs(a.numpy()[never]))
+        shrunk += int(never.sum())
+    assert shrunk > 0   # the validation and test ids the training split never had
+
+
+def test_dense_table_l2_puts_the_term_in_the_loss_instead(data_dir, tmp_path):
+    cfg = make_cfg(data_dir, tmp_path / "m", epochs=1, dense_table_l2=True, mode=cfg_lib.Mode.TRAIN,
+                   model_kw={"embedding_table_l2": 1e-3})
+    r = trainer.Run(cfg)
+    assert r.model.losses and not r.optimizer.table_l2

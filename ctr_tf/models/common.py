@@ -121,3 +121,9 @@ def finish(inputs, logits: list, name: str) -> tf.keras.Model:
     total = logits[0] if len(logits) == 1 else tf.keras.layers.Add(name="logit_sum")(logits)
     out = tf.keras.layers.Activation("linear", dtype="float32", name="logits")(total)
     return tf.keras.Model(inputs=inputs, outputs=out, name=name)
+
+
+def embedding_tables(model: tf.keras.Model) -> list:
+    """The categorical tables of a built model (every FieldEmbedding's, the linear term's too):
+    the variables that get sparse gradients, and that --embedding_table_l2 regularises."""
+    return [layer.embeddings for layer in model.submodules if isinstance(layer, layers.FieldEmbedding)]
