@@ -45,20 +45,24 @@ class CIN(tf.keras.layers.Layer):
         return sum(s // 2 for s in sizes[:-1]) + sizes[-1]
 
     def call(self, x0):
-        m = tf.shape(x0)[1]
-        dim = tf.shape(x0)[2]
+        # Laid out embedding-dimension first, [B, D, maps], so that each layer is one matmul of
+        # [B*D, m*H_k] by the kernel with no transpose in between: on 2 CPU cores a training step
+        # of CIN 200-200-200 over 39 fields of 9 (batch 512) took 466 ms against 902 ms when
+        # contracting [B, m*H_k, D] over its middle axis (BENCHMARKS.md).
+        batch, m, dim = tf.shape(x0)[0], tf.shape(x0)[1], tf.shape(x0)[2]
+        x0 = tf.transpose(x0, [0, 2, 1])                                    # [B, D, m]
         x = x0
         pooled = []
         for k, size in enumerate(self.layer_sizes):
-            z = tf.einsum("bid,bjd->bijd", x0, x)                    # [B, m, H_k, D]
-            z = tf.reshape(z, [-1, m * tf.shape(x)[1], dim])          # [B, m*H_k, D]
-            z = tf.einsum("bnd,nh->bhd", z, tf.cast(self.kernels[k], self.compute_dtype))
-            z = self.act(z + tf.cast(self.biases[k], self.compute_dtype)[None, :, None])
+            h = tf.shape(x)[2]
+            z = tf.reshape(x0[:, :, :, None] * x[:, :, None, :], [-1, m * h])  # [B*D, m*H_k], i*H_k + j
+            z = tf.matmul(z, tf.cast(self.kernels[k], self.compute_dtype))
+            z = self.act(tf.reshape(z, [batch, dim, size]) + tf.cast(self.biases[k], self.compute_dtype))
             if self.split_half and k < len(self.layer_sizes) - 1:
-                x, out = z[:, : size // 2], z[:, size // 2:]
+                x, out = z[:, :, : size // 2], z[:, :, size // 2:]
             else:
                 x, out = z, z
-            pooled.append(tf.reduce_sum(out, axis=2))
+            pooled.append(tf.reduce_sum(out, axis=1))
         return tf.concat(pooled, axis=1)
 
     def compute_output_shape(self, input_shape):
