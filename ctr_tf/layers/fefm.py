@@ -34,9 +34,13 @@ class FEFMInteraction(tf.keras.layers.Layer):
     def call(self, u):
         w = tf.cast(self.kernel, self.compute_dtype)
         sym = w + tf.transpose(w, [0, 2, 1])
-        a = tf.gather(u, self.left, axis=1)     # [B, P, K]
-        b = tf.gather(u, self.right, axis=1)    # [B, P, K]
-        return tf.reduce_sum(tf.einsum("bpk,pkl->bpl", a, sym) * b, axis=-1)
+        # Pair-major, [P, B, K]: one batched matmul over the pairs with no transpose of the big
+        # operands; on 2 CPU cores a training step at 39 fields of 48 (batch 1024) took 394 ms
+        # against 755 ms for the same contraction laid out [B, P, K] (BENCHMARKS.md).
+        by_field = tf.transpose(u, [1, 0, 2])                 # [F, B, K]
+        a = tf.gather(by_field, self.left)                    # [P, B, K]
+        b = tf.gather(by_field, self.right)                   # [P, B, K]
+        return tf.transpose(tf.reduce_sum(tf.matmul(a, sym) * b, axis=-1))   # [B, P]
 
     def get_config(self):
         return {**super().get_config(), "l2": self.l2}
