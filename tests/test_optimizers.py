@@ -11,21 +11,26 @@ from ctr_tf import optimizers
 LR, L2 = 1e-3, 5e-5
 
 
-def simulate(rows_per_step, start, target, table_l2, steps=None):
+def simulate(rows_per_step, start, target, table_l2, cut_at=None):
     """Dense numpy Adam on loss + table_l2/2 * |E|^2 beside LazyAdam(table_l2) fed the same data
-    gradients (a pull of each looked-up row toward `target`, of CTR-like size 1e-4). Returns both
-    tables (the lazy one settled) and the optimizer."""
+    gradients (a pull of each looked-up row toward `target`, of CTR-like size 1e-4), the learning
+    rate cut x0.3 at step `cut_at` (as the plateau schedule does). Returns both tables (the lazy
+    one settled) and the optimizer."""
     rng = np.random.default_rng(1)
     w = start.astype(np.float64).copy()
     m, v = np.zeros_like(w), np.zeros_like(w)
     table = tf.Variable(start)
     opt = optimizers.LazyAdam(LR, table_l2=table_l2, l2_tables=[table])
+    lr = LR
     for t, rows in enumerate(rows_per_step, start=1):
+        if t == cut_at:
+            lr = LR * 0.3
+            opt.learning_rate.assign(lr)
         noise = 1 + rng.random((len(rows), start.shape[1]))
         g = table_l2 * w
         g[rows] += 1e-4 * np.sign(w[rows] - target[rows]) * noise
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
-        w -= LR * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-8)
+        w -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-8)
         lazy_rows = table.numpy()[rows]
         grad = 1e-4 * np.sign(lazy_rows - target[rows]) * noise
         opt.apply_gradients([(tf.IndexedSlices(tf.constant(grad, tf.float32), tf.constant(rows)), table)])
@@ -44,20 +49,22 @@ def random_case(num_rows=16, dim=4, steps=1500):
     return freq, rows_per_step, start, target
 
 
-def test_sparse_table_l2_follows_dense_adam_with_the_l2_in_its_loss():
+@pytest.mark.parametrize("cut_at", [None, 700], ids=["constant_lr", "lr_cut"])
+def test_sparse_table_l2_follows_dense_adam_with_the_l2_in_its_loss(cut_at):
     freq, rows_per_step, start, target = random_case()
-    dense, lazy, _ = simulate(rows_per_step, start, target, L2)
-    _, no_l2, _ = simulate(rows_per_step, start, target, 0.0)
+    dense, lazy, _ = simulate(rows_per_step, start, target, L2, cut_at)
+    _, no_l2, _ = simulate(rows_per_step, start, target, 0.0, cut_at)
     err = np.abs(lazy - dense).mean(axis=1)
     size = np.abs(dense).mean(axis=1)
     # Rows looked up at most steps: within a few percent of dense Adam.
     np.testing.assert_array_less(err[freq > 0.3], 0.05 * size[freq > 0.3])
     # Every row within a fifth of its size (or of a step's size, for rows dense Adam has zeroed).
     np.testing.assert_array_less(err, 0.2 * size + 2 * LR)
-    # And the L2 is what brings them there: without it, rarely seen rows keep their size.
+    # And the L2 is what brings them there: without it, rarely seen rows keep more of their size
+    # and end much further from dense Adam's.
     rare = freq < 0.01
-    assert np.abs(no_l2[rare]).mean() > 1.5 * np.abs(dense[rare]).mean()
-    assert np.abs(lazy[rare]).mean() < 1.5 * np.abs(dense[rare]).mean()
+    assert np.abs(no_l2[rare]).mean() > 1.25 * np.abs(dense[rare]).mean()
+    assert np.abs(lazy[rare] - dense[rare]).mean() < 0.5 * np.abs(no_l2[rare] - dense[rare]).mean()
 
 
 def test_a_row_never_looked_up_shrinks_a_step_a_step_as_under_dense_adam():
