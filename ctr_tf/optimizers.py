@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from ctr_tf.config import Optimizer
 
+SETTLE_ROWS = 1 << 20   # rows a settle catches up at once
+
 
 @tf.keras.utils.register_keras_serializable(package="ctr_tf")
 class LazyAdam(tf.keras.optimizers.Adam):
@@ -58,22 +60,26 @@ class LazyAdam(tf.keras.optimizers.Adam):
         return lr * tf.sqrt(1 - tf.pow(tf.cast(self.beta_2, dtype), step)) / (1 - tf.pow(tf.cast(self.beta_1, dtype), step))
 
     def _catch_up(self, w, m, v, missed, alpha):
-        """Rows w, m, v [N, D] after `missed` [N] steps of the L2 gradient alone."""
-        missed = tf.cast(missed, tf.float64)[:, None]
+        """Rows w, m, v [N, D] after `missed` [N] steps of the L2 gradient alone. The per-row
+        sums of powers are taken in float64 ([N, 1]: beta_2^(-k/2) overflows float32 within
+        200k steps); the [N, D] arithmetic stays in the table's dtype."""
+        dtype = w.dtype
+        k = tf.cast(missed, tf.float64)[:, None]
         q = 1.0 / tf.sqrt(tf.cast(self.beta_2, tf.float64))
-        # sum_{j=1..k} q^j; the exponent is capped where the shrink is total anyway.
-        growth = tf.exp(tf.minimum(missed * tf.math.log(q), 600.0))
-        steps_sum = q * (growth - 1) / (q - 1)
-        alpha = tf.cast(alpha, tf.float64)
-        root_v = tf.sqrt(tf.cast(v, tf.float64)) + self.epsilon
-        # The momentum dense Adam goes on applying: sum_j alpha beta_1^j m / sqrt(beta_2^j v).
         r = tf.cast(self.beta_1, tf.float64) * q
-        w = tf.cast(w, tf.float64) - alpha * tf.cast(m, tf.float64) / root_v * r * (1 - tf.pow(r, missed)) / (1 - r)
-        shrunk = tf.abs(w) * tf.exp(-tf.minimum(alpha * self.table_l2 / root_v * steps_sum, 700.0))
-        bounded = tf.abs(w) - tf.cast(self.learning_rate, tf.float64) * missed   # Adam's bound: lr a step
-        w = tf.cast(tf.sign(w) * tf.maximum(tf.maximum(shrunk, bounded), 0.0), m.dtype)
-        m = m * tf.cast(tf.pow(tf.cast(self.beta_1, tf.float64), missed), m.dtype)
-        v = v * tf.cast(tf.pow(tf.cast(self.beta_2, tf.float64), missed), v.dtype)
+        # sum_{j=1..k} q^j, the exponent capped where the shrink is total anyway; cast down
+        # capped too, so that float32 sees a large number rather than inf * 0.
+        q_sum = q * (tf.exp(tf.minimum(k * tf.math.log(q), 600.0)) - 1) / (q - 1)
+        shrink_rate = tf.cast(tf.minimum(tf.cast(alpha, tf.float64) * self.table_l2 * q_sum, 1e30), dtype)
+        # The momentum dense Adam goes on applying: sum_j alpha beta_1^j m / sqrt(beta_2^j v).
+        carry = tf.cast(tf.cast(alpha, tf.float64) * r * (1 - tf.pow(r, k)) / (1 - r), dtype)
+        root_v = tf.sqrt(v) + self.epsilon
+        w = w - carry * m / root_v
+        shrunk = tf.abs(w) * tf.exp(-tf.minimum(shrink_rate / root_v, 700.0))
+        bounded = tf.abs(w) - tf.cast(self.learning_rate, dtype) * tf.cast(k, dtype)   # Adam's bound: lr a step
+        w = tf.sign(w) * tf.maximum(tf.maximum(shrunk, bounded), 0.0)
+        m = m * tf.cast(tf.pow(tf.cast(self.beta_1, tf.float64), k), dtype)
+        v = v * tf.cast(tf.pow(tf.cast(self.beta_2, tf.float64), k), dtype)
         return w, m, v
 
     def update_step(self, gradient, variable):
@@ -109,12 +115,18 @@ class LazyAdam(tf.keras.optimizers.Adam):
         last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(idx), tf.cast(step, last.dtype)), idx))
 
     def _settle_table(self, table, m, v, last, now):
+        """Catches every row of a table up to step `now`, SETTLE_ROWS rows at a time (a whole
+        10M x 16 table at once held ~12 GB of temporaries)."""
         alpha = self._alpha(now + 1, table.dtype)  # the alpha the next step's catch-up would use
-        missed = tf.cast(now, last.dtype) - last
-        w_new, m_new, v_new = self._catch_up(table.read_value(), m.read_value(), v.read_value(), missed, alpha)
-        table.assign(w_new)
-        m.assign(m_new)
-        v.assign(v_new)
+        rows = int(table.shape[0])
+        for start in range(0, rows, SETTLE_ROWS):
+            idx = tf.range(start, min(start + SETTLE_ROWS, rows), dtype=tf.int64)
+            missed = tf.cast(now, last.dtype) - tf.gather(last, idx)
+            w_rows, m_rows, v_rows = self._catch_up(tf.gather(table, idx), tf.gather(m, idx), tf.gather(v, idx),
+                                                    missed, alpha)
+            table.scatter_update(tf.IndexedSlices(w_rows, idx))
+            m.scatter_update(tf.IndexedSlices(m_rows, idx))
+            v.scatter_update(tf.IndexedSlices(v_rows, idx))
         last.assign(tf.fill(tf.shape(last), tf.cast(now, last.dtype)))
 
     def settle(self):
