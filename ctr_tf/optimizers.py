@@ -65,14 +65,15 @@ class LazyAdam(tf.keras.optimizers.Adam):
         200k steps); the [N, D] arithmetic stays in the table's dtype."""
         dtype = w.dtype
         k = tf.cast(missed, tf.float64)[:, None]
+        alpha = tf.cast(alpha, tf.float64)
         q = 1.0 / tf.sqrt(tf.cast(self.beta_2, tf.float64))
         r = tf.cast(self.beta_1, tf.float64) * q
         # sum_{j=1..k} q^j, the exponent capped where the shrink is total anyway; cast down
         # capped too, so that float32 sees a large number rather than inf * 0.
         q_sum = q * (tf.exp(tf.minimum(k * tf.math.log(q), 600.0)) - 1) / (q - 1)
-        shrink_rate = tf.cast(tf.minimum(tf.cast(alpha, tf.float64) * self.table_l2 * q_sum, 1e30), dtype)
+        shrink_rate = tf.cast(tf.minimum(alpha * self.table_l2 * q_sum, 1e30), dtype)
         # The momentum dense Adam goes on applying: sum_j alpha beta_1^j m / sqrt(beta_2^j v).
-        carry = tf.cast(tf.cast(alpha, tf.float64) * r * (1 - tf.pow(r, k)) / (1 - r), dtype)
+        carry = tf.cast(alpha * r * (1 - tf.pow(r, k)) / (1 - r), dtype)
         root_v = tf.sqrt(v) + self.epsilon
         w = w - carry * m / root_v
         shrunk = tf.abs(w) * tf.exp(-tf.minimum(shrink_rate / root_v, 700.0))
