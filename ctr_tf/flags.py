@@ -1,13 +1,132 @@
-"""Every trainer flag, defined once, and the one mapping from flags to ExperimentConfig."""
+"""Every trainer flag, defined once; the one mapping from flags to ExperimentConfig; and how a
+`--flagfile=` is found.
+
+Flagfiles are found the way a user expects of recipes that ship with a package:
+- on the command line, `--flagfile=PATH` is that path (relative to the current directory); a bare
+  name that is no file there (`deepfm.flags`, or `deepfm`) is the flagfile of that name shipped in
+  `ctr_tf/flagfiles`;
+- inside a flagfile, `--flagfile=X` is X beside the file that holds it, else the shipped X, so a
+  copied folder of flagfiles works wherever it is put and a user's own flagfile can start from
+  `--flagfile=deepfm.flags`.
+absl reads flagfiles relative to the current directory only, so the commands expand them here
+first (`expand_flagfiles`) and absl parses the flat result.
+"""
 import dataclasses
 import enum
+import os
+import sys
 
-from absl import flags
+from absl import app, flags
 
 from ctr_tf import config as cfg_lib
 from ctr_tf.models import registry
 
 FLAGS = flags.FLAGS
+SHIPPED_FLAGFILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flagfiles")
+_SUFFIX = ".flags"
+# The flagfiles the command line of this process read, resolved, in reading order.
+READ_FLAGFILES: list[str] = []
+
+
+def shipped_flagfiles() -> list[str]:
+    """Names (without .flags) of the flagfiles shipped with the package."""
+    return sorted(n[: -len(_SUFFIX)] for n in os.listdir(SHIPPED_FLAGFILES) if n.endswith(_SUFFIX))
+
+
+def shipped_flagfile(model: str) -> str:
+    """Path of the shipped flagfile of a model (or of any shipped recipe name)."""
+    return os.path.join(SHIPPED_FLAGFILES, model + _SUFFIX)
+
+
+def resolve_flagfile(name: str, including_file: str | None = None) -> str:
+    """The absolute path a `--flagfile=name` means: relative to the current directory on the
+    command line, or to `including_file`'s directory inside a flagfile; failing that, a bare name
+    is the shipped flagfile of that name. Raises ConfigError naming the shipped ones."""
+    name = os.path.expanduser(name.strip())
+    base = os.path.dirname(including_file) if including_file else os.getcwd()
+    candidate = os.path.join(base, name)
+    if os.path.isfile(candidate):
+        return os.path.abspath(candidate)
+    if os.sep not in name and (os.altsep is None or os.altsep not in name):
+        shipped = os.path.join(SHIPPED_FLAGFILES, name if name.endswith(_SUFFIX) else name + _SUFFIX)
+        if os.path.isfile(shipped):
+            return shipped
+    where = f" (included by {including_file})" if including_file else ""
+    raise cfg_lib.ConfigError(
+        f"--flagfile={name}{where}: no such file {candidate}, and no shipped flagfile of that name; "
+        f"shipped: {', '.join(n + _SUFFIX for n in shipped_flagfiles())}")
+
+
+def _flagfile_lines(path: str, stack: list[str], read: list[str]) -> list[str]:
+    if path in stack:
+        raise cfg_lib.ConfigError(f"--flagfile: circular include of {path} (through {' -> '.join(stack)})")
+    stack.append(path)
+    read.append(path)
+    out = []
+    with open(path) as f:
+        for raw in f:
+            line = raw.strip()
+            if not line or line.startswith("#") or line.startswith("//"):
+                continue
+            name = _directive(line)
+            if name is None:
+                out.append(line)
+            else:
+                out.extend(_flagfile_lines(resolve_flagfile(name, path), stack, read))
+    stack.pop()
+    return out
+
+
+def _directive(arg: str) -> str | None:
+    """The file name of a `--flagfile=X` / `-flagfile=X` argument, else None."""
+    for prefix in ("--flagfile=", "-flagfile="):
+        if arg.startswith(prefix):
+            return arg[len(prefix):]
+    return None
+
+
+def expand_flagfiles(argv: list[str]) -> tuple[list[str], list[str]]:
+    """argv with every flagfile replaced by its flags (includes expanded in place, as absl does),
+    and the resolved paths of the flagfiles read. argv[0] is the program; `--` ends the flags."""
+    out, read = list(argv[:1]), []
+    rest = list(argv[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            out += [arg, *rest]
+            break
+        name = _directive(arg)
+        if name is None and arg in ("--flagfile", "-flagfile"):
+            if not rest:
+                raise cfg_lib.ConfigError("--flagfile needs a file name")
+            name = rest.pop(0)
+        if name is None:
+            out.append(arg)
+        elif name.strip():
+            out.extend(_flagfile_lines(resolve_flagfile(name), [], read))
+    return out, read
+
+
+def flags_text(fv: flags.FlagValues = FLAGS, flagfiles=None) -> str:
+    """What flags.txt holds: the flagfiles read (as comments) and every flag's value, itself a
+    flagfile that reproduces the run."""
+    files = READ_FLAGFILES if flagfiles is None else flagfiles
+    head = "".join(f"# read --flagfile={p}\n" for p in files)
+    return head + fv.flags_into_string()
+
+
+def run_app(main, program: str):
+    """absl's app.run, with flagfiles found as this module says; an unknown one is an error
+    naming the shipped flagfiles, not a traceback."""
+    def parse(argv):
+        try:
+            expanded, read = expand_flagfiles(argv)
+        except (cfg_lib.ConfigError, OSError) as e:
+            print(f"{program}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        READ_FLAGFILES[:] = read
+        return app.parse_flags_with_usage(expanded)
+    app.run(main, flags_parser=parse)
 
 
 def define_flags(fv: flags.FlagValues = FLAGS):

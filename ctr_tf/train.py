@@ -1,8 +1,11 @@
-"""python -m ctr_tf.train --flagfile=pipelines/flagfiles/deepfm.flags --data_dir=... --model_dir=..."""
+"""python -m ctr_tf.train --flagfile=deepfm.flags --data_dir=... --model_dir=...
+
+`--flagfile=NAME.flags` is a file in the current directory or, failing that, the flagfile of that
+name shipped with ctr_tf (`ctr_tf/flagfiles`); see `ctr_tf.flags`.
+"""
 import sys
 
 import ctr_tf  # noqa: F401  (tf-keras before TensorFlow)
-from absl import app
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import flags as ctr_flags
@@ -18,10 +21,10 @@ def main(argv):
     console.quiet_python_logging()
     try:
         cfg = ctr_flags.config_from_flags()
-        trainer.run(cfg, ctr_flags.FLAGS.flags_into_string())
+        trainer.run(cfg, ctr_flags.flags_text())
     except (cfg_lib.ConfigError, trainer.TrainingError, schema_lib.SchemaError) as e:
         sys.exit(f"train: error: {e}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    ctr_flags.run_app(main, "train")

@@ -1,7 +1,7 @@
 """Trains and compares models on the same records, each with its own flagfile.
 
   python -m pipelines.compare_models --models=all|deepfm,dcn,... --data_dir=DIR --output_dir=DIR
-      [--epochs=N] [--flagfile_dir=pipelines/flagfiles] [--seeds=N] [any trainer flag]
+      [--epochs=N] [--flagfile_dir=DIR] [--seeds=N] [any trainer flag]
 
 Trainer flags given here override every flagfile (a common budget). Writes results.md,
 results.csv, auc.png and speed.png, and the training curves (pipelines.plot) into
@@ -17,7 +17,7 @@ import statistics
 import sys
 
 import ctr_tf  # noqa: F401  (tf-keras before TensorFlow)
-from absl import app, flags
+from absl import flags
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import console
@@ -128,10 +128,10 @@ def compare(model_names, data_dir, out_dir, flagfile_dir, seeds, overrides) -> l
     markers.mark(out_dir, "compare_models")
     plan, skipped = [], {}
     for name in model_names:
-        flagfile = os.path.join(flagfile_dir, f"{name}.flags")
+        flagfile = experiment.flagfile_of(name, flagfile_dir)
         cfgs = [experiment.trial_config(flagfile, data_dir, os.path.join(out_dir, "runs", name, f"seed-{s}"),
                                         [*overrides, f"--seed={s}"]) for s in range(seeds)]
-        why = experiment.schema_fit(schema, cfgs[0].model)
+        why = experiment.schema_fit(schema, cfgs[0][0].model)
         if why:
             skipped[name] = why
             print(f"skipping {name}: {why}", flush=True)
@@ -141,9 +141,9 @@ def compare(model_names, data_dir, out_dir, flagfile_dir, seeds, overrides) -> l
     rows = []
     for name, cfgs in plan:
         trials = []
-        for cfg in cfgs:
+        for cfg, flags_text in cfgs:
             progress.start(f"{name} (seed {cfg.train.seed})")
-            result = experiment.run_trial(cfg)
+            result = experiment.run_trial(cfg, flags_text=flags_text)
             progress.finish(result)
             trials.append(result)
         rows.append(summarise(name, trials))
@@ -161,7 +161,7 @@ def define_flags():
     ctr_flags.define_flags()
     flags.DEFINE_string("models", "all", "Comma-separated registry names, or all.")
     flags.DEFINE_string("output_dir", None, "Where the runs, tables and charts go.")
-    flags.DEFINE_string("flagfile_dir", "pipelines/flagfiles", "Directory of the <model>.flags files.")
+    flags.DEFINE_string("flagfile_dir", "", "Directory of the <model>.flags files; default: those shipped with ctr_tf.")
     flags.DEFINE_integer("seeds", 1, "Runs per model with seeds 0..N-1; the table reports mean ± std.")
 
 
@@ -184,4 +184,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    ctr_flags.run_app(main, "compare_models")

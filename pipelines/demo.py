@@ -4,10 +4,14 @@
 
 1. python -m pipelines.synthetic_criteo     synthetic Criteo text with known click probabilities
 2. python -m pipelines.criteo_to_tfrecords  TFRecords + schema.json (vocabulary, log1p)
-3. python -m ctr_tf.train --flagfile=pipelines/flagfiles/deepfm.flags   train, evaluate, export
+3. python -m ctr_tf.train --flagfile=deepfm.flags   train, evaluate, export (the shipped flagfile)
 4. python -m serving.server + python -m serving.client   serve the export over the TF Serving
    gRPC API and score held-out raw rows (when the serving package is present)
+
+Every step runs in the current directory, so `--work_dir` (default ./demo) is relative to it,
+wherever the package is installed.
 """
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,12 +23,11 @@ flags.DEFINE_string("work_dir", "demo", "Where the demo writes its data, model a
 flags.DEFINE_integer("rows", 200_000, "Synthetic rows.")
 flags.DEFINE_integer("epochs", 2, "Training epochs.")
 FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def step(title, args):
     print(f"\n=== {title}\n$ {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", *args], check=True)
 
 
 def main(argv):
@@ -41,10 +44,10 @@ def main(argv):
                                                           "--data_seed=1", f"--output={heldout}"])
     step("2. text -> TFRecords + schema.json", ["pipelines.criteo_to_tfrecords", f"--input={text}",
                                                 f"--output_dir={data}", "--progress=false"])
-    step("3. train, evaluate, export DeepFM", ["ctr_tf.train", "--flagfile=pipelines/flagfiles/deepfm.flags",
+    step("3. train, evaluate, export DeepFM", ["ctr_tf.train", "--flagfile=deepfm.flags",
                                                f"--data_dir={data}", f"--model_dir={model}",
                                                f"--epochs={FLAGS.epochs}", "--batch_size=1024"])
-    if os.path.exists(os.path.join(ROOT, "serving", "local_demo.py")):
+    if importlib.util.find_spec("serving.local_demo") is not None:
         step("4. serve over the TF Serving gRPC API and score raw rows",
              ["serving.local_demo", f"--export_dir={os.path.join(model, 'export')}", f"--input={heldout}",
               "--rows=20000", f"--output={os.path.join(work, 'predictions.txt')}"])

@@ -29,18 +29,26 @@ def command_line_overrides(exclude=()) -> list[str]:
     return [flags.FLAGS[n].serialize() for n in sorted(names) if flags.FLAGS[n].present]
 
 
-def trial_config(flagfile: str, data_dir: str, model_dir: str, overrides=()) -> cfg_lib.ExperimentConfig:
-    """The flagfile, then the overrides, parsed as the trainer parses its command line."""
+def flagfile_of(model: str, flagfile_dir: str = "") -> str:
+    """A model's flagfile: <flagfile_dir>/<model>.flags, or the one shipped with ctr_tf."""
+    return os.path.join(flagfile_dir, f"{model}.flags") if flagfile_dir else ctr_flags.shipped_flagfile(model)
+
+
+def trial_config(flagfile: str, data_dir: str, model_dir: str, overrides=()) -> tuple[cfg_lib.ExperimentConfig, str]:
+    """The flagfile, then the overrides, parsed as the trainer parses its command line; returns
+    the config and the text of the trial's flags.txt."""
     if not os.path.exists(flagfile):
         raise cfg_lib.ConfigError(f"no flagfile {flagfile}")
     fv = flags.FlagValues()
     ctr_flags.define_flags(fv)
+    argv, read = ctr_flags.expand_flagfiles(
+        ["trial", f"--flagfile={os.path.abspath(flagfile)}", *overrides, f"--data_dir={data_dir}",
+         f"--model_dir={model_dir}", "--mode=train_and_evaluate"])
     try:
-        fv(["trial", f"--flagfile={flagfile}", *overrides, f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-            "--mode=train_and_evaluate"])
+        fv(argv)
     except flags.Error as e:
         raise cfg_lib.ConfigError(str(e)) from None
-    return ctr_flags.config_from_flags(fv)
+    return ctr_flags.config_from_flags(fv), ctr_flags.flags_text(fv, read)
 
 
 def schema_fit(schema, model_cfg) -> str | None:
@@ -62,7 +70,7 @@ def finished(model_dir: str) -> dict | None:
     return None
 
 
-def run_trial(cfg: cfg_lib.ExperimentConfig, extra: dict | None = None) -> dict:
+def run_trial(cfg: cfg_lib.ExperimentConfig, extra: dict | None = None, flags_text: str = "") -> dict:
     """Trains, evaluates and exports one trial, or returns its recorded result if it finished
     before; an exception becomes {"status": "failed", "error": ...} so other trials go on."""
     model_dir = cfg.train.model_dir
@@ -72,7 +80,7 @@ def run_trial(cfg: cfg_lib.ExperimentConfig, extra: dict | None = None) -> dict:
     markers.mark(model_dir, "trial")
     t0 = time.perf_counter()
     try:
-        out = trainer.run(cfg)
+        out = trainer.run(cfg, flags_text)
         schema = schema_lib.load(cfg.data.data_dir)
         with open(os.path.join(model_dir, "best_epoch.json")) as f:
             best = json.load(f)

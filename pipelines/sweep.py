@@ -2,7 +2,7 @@
 
   python -m pipelines.sweep --model=deepfm --data_dir=DIR --output_dir=DIR \
       --grid='learning_rate=0.0001,0.001,0.01;batch_size=256,512,1024;optimizer=adam,sgd,adagrad;hidden_units=400x3,512-256-128'
-      [--random_trials=N] [--epochs=N] [--flagfile_dir=pipelines/flagfiles] [any trainer flag]
+      [--random_trials=N] [--epochs=N] [--flagfile_dir=DIR] [any trainer flag]
 
 Each grid point (or N points drawn at random from the grid) is one trial: the model's flagfile,
 then the trainer flags given here, then the point, in <output_dir>/runs/<point>. Keys are trainer
@@ -23,7 +23,7 @@ import sys
 
 import ctr_tf  # noqa: F401
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import console
@@ -80,11 +80,32 @@ def point_name(point: dict) -> str:
     return ",".join(f"{k}={v.replace(',', '-')}" for k, v in point.items())
 
 
+def hparam_values(grid: dict[str, list[str]]) -> dict[str, list]:
+    """The grid's values typed as their trainer flags are: numbers and booleans stay numbers and
+    booleans in the HParams dashboard (a log axis for learning_rate, numeric sorting), lists and
+    names stay strings."""
+    probe = flags.FlagValues()
+    ctr_flags.define_flags(probe)
+    typed = {}
+    for key, values in grid.items():
+        default = probe[key].value
+        if isinstance(default, (bool, int, float)) and not isinstance(default, list):
+            parsed = []
+            for v in values:
+                probe[key].parse(v)
+                parsed.append(probe[key].value)
+            typed[key] = parsed
+        else:
+            typed[key] = list(values)
+    return typed
+
+
 def write_hparams(runs_dir: str, grid: dict, results: list[dict]):
     """The HParams plugin's experiment config at the root of the runs, and per trial its
     hyperparameters and final metrics in the trial's own directory."""
     from tensorboard.plugins.hparams import api as hp
-    hparams = {k: hp.HParam(k, hp.Discrete(v)) for k, v in grid.items()}
+    typed = hparam_values(grid)
+    hparams = {k: hp.HParam(k, hp.Discrete(v)) for k, v in typed.items()}
     metrics = [hp.Metric("valid_auc", display_name="validation AUC"), hp.Metric("test_auc", display_name="test AUC"),
                hp.Metric("test_logloss", display_name="test logloss")]
     with tf.summary.create_file_writer(runs_dir).as_default():
@@ -93,7 +114,7 @@ def write_hparams(runs_dir: str, grid: dict, results: list[dict]):
         if r["status"] != "ok":
             continue
         with tf.summary.create_file_writer(r["model_dir"]).as_default():
-            hp.hparams({hparams[k]: v for k, v in r["point"].items()}, trial_id=r["trial"])
+            hp.hparams({hparams[k]: typed[k][grid[k].index(v)] for k, v in r["point"].items()}, trial_id=r["trial"])
             for m in ("valid_auc", "test_auc", "test_logloss"):
                 tf.summary.scalar(m, r[m], step=1)
 
@@ -126,23 +147,23 @@ def write_tables(results: list[dict], grid: dict, out_dir: str) -> str:
 
 def sweep(model, data_dir, out_dir, grid_spec, random_trials, flagfile_dir, overrides) -> list[dict]:
     grid = parse_grid(grid_spec)
-    flagfile = os.path.join(flagfile_dir, f"{model}.flags")
+    flagfile = experiment.flagfile_of(model, flagfile_dir)
     runs_dir = os.path.join(out_dir, "runs")
     plan = []
     for point in points(grid, random_trials, seed=0):
         name = point_name(point)
         try:  # every point is validated before any trial runs
-            cfg = experiment.trial_config(flagfile, data_dir, os.path.join(runs_dir, name),
+            cfg, flags_text = experiment.trial_config(flagfile, data_dir, os.path.join(runs_dir, name),
                                           [*overrides, *(f"--{k}={v}" for k, v in point.items())])
         except cfg_lib.ConfigError as e:
             raise cfg_lib.ConfigError(f"--grid point {name}: {e}") from None
-        plan.append((name, point, cfg))
+        plan.append((name, point, cfg, flags_text))
     markers.mark(out_dir, "sweep")
     progress = experiment.Progress(len(plan))
     results = []
-    for name, point, cfg in plan:
+    for name, point, cfg, flags_text in plan:
         progress.start(f"{model} {name}")
-        result = experiment.run_trial(cfg, extra={"point": point, "trial": name})
+        result = experiment.run_trial(cfg, extra={"point": point, "trial": name}, flags_text=flags_text)
         progress.finish(result)
         results.append(result)
     write_hparams(runs_dir, grid, results)
@@ -159,7 +180,7 @@ def define_flags():
     flags.DEFINE_string("grid", None, "key=v1,v2;key=v1,v2 over trainer flags.")
     flags.DEFINE_integer("random_trials", 0, "Draw N points of the grid at random instead of running them all.")
     flags.DEFINE_string("output_dir", None, "Where the trials, tables, HParams data and curves go.")
-    flags.DEFINE_string("flagfile_dir", "pipelines/flagfiles", "Directory of the <model>.flags files.")
+    flags.DEFINE_string("flagfile_dir", "", "Directory of the <model>.flags files; default: those shipped with ctr_tf.")
 
 
 def main(argv):
@@ -180,4 +201,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    ctr_flags.run_app(main, "sweep")

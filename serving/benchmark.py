@@ -36,7 +36,6 @@ from ctr_tf.data import convert, synthetic
 from serving import client as client_lib
 from serving.ports import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def define_flags():
@@ -131,7 +130,7 @@ def start_server(base, port, rest_port=0, batching=False):
             f"--port={port}", f"--rest_api_port={rest_port}"]
     if batching:
         args += ["--enable_batching", f"--batching_parameters_file={os.path.join(os.path.dirname(base), 'batching_parameters.pbtxt')}"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client_lib.PredictClient(f"127.0.0.1:{port}", FLAGS.model).wait_until_available(120)
     return proc
 

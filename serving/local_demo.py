@@ -27,7 +27,6 @@ def define_flags():
 
 
 FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv):
@@ -35,7 +34,7 @@ def main(argv):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "serving.server", f"--model_name={FLAGS.model}",
                                f"--model_base_path={os.path.join(FLAGS.export_dir, FLAGS.model)}",
-                               f"--port={port}", "--enable_batching"], cwd=ROOT)
+                               f"--port={port}", "--enable_batching"])
     try:
         with tempfile.NamedTemporaryFile("w", suffix=os.path.splitext(FLAGS.input)[1], delete=False) as f:
             with open(FLAGS.input) as src:

@@ -25,7 +25,7 @@ def data_dir(tmp_path_factory):
 
 
 def train_args(data_dir, model_dir, strategy, extra=()):
-    return [sys.executable, "-m", "ctr_tf.train", "--flagfile=pipelines/flagfiles/deepfm.flags",
+    return [sys.executable, "-m", "ctr_tf.train", "--flagfile=deepfm.flags",
             f"--data_dir={data_dir}", f"--model_dir={model_dir}", f"--strategy={strategy}", "--epochs=2",
             "--steps_per_epoch=4", "--batch_size=64", "--hidden_units=16", *extra]
 

@@ -3,6 +3,7 @@ others on Criteo), exports the raw-feature signature, reloads and scores exactly
 every flagfile parses and builds its model; configs round-trip through JSON."""
 import glob
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -60,21 +61,23 @@ def test_flen_without_field_groups_fails_at_build_naming_what_is_missing():
 
 
 def test_every_registered_model_has_a_flagfile():
-    have = {os.path.basename(p)[: -len(".flags")] for p in glob.glob(os.path.join(ROOT, "pipelines", "flagfiles", "*.flags"))}
+    have = {os.path.basename(p)[: -len(".flags")] for p in glob.glob(os.path.join(ctr_flags.SHIPPED_FLAGFILES, "*.flags"))}
     assert set(models.names()) <= have
 
 
 # Files that name no model (common.flags, bars.flags) are included by the others.
-MODEL_FLAGFILES = sorted(p for p in glob.glob(os.path.join(ROOT, "pipelines", "flagfiles", "*.flags"))
+MODEL_FLAGFILES = sorted(p for p in glob.glob(os.path.join(ctr_flags.SHIPPED_FLAGFILES, "*.flags"))
                          if "--model=" in open(p).read())
 
 
 @pytest.mark.parametrize("path", MODEL_FLAGFILES, ids=os.path.basename)
 def test_every_flagfile_parses_and_builds_its_model(monkeypatch, path):
-    monkeypatch.chdir(ROOT)  # flagfiles include common.flags by a path relative to the repository
+    monkeypatch.chdir(tempfile.gettempdir())  # includes resolve beside the flagfile, from anywhere
     fv = flags.FlagValues()
     ctr_flags.define_flags(fv)
-    fv(["train", f"--flagfile={path}", "--data_dir=d", "--model_dir=m"])
+    argv, read = ctr_flags.expand_flagfiles(["train", f"--flagfile={path}", "--data_dir=d", "--model_dir=m"])
+    assert read[0] == path and len(read) >= 2  # the model's file, then what it includes
+    fv(argv)
     cfg = ctr_flags.config_from_flags(fv)
     assert cfg.train.early_stopping_patience > 0 and cfg.train.lr_schedule == cfg_lib.LRSchedule.PLATEAU
     model = models.build(_toy_schema(vocab=(50, 60, 70)), cfg.model)

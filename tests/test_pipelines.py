@@ -3,6 +3,7 @@ import glob
 import hashlib
 import http.server
 import io
+import math
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import threading
 import pytest
 import tensorflow as tf
 
+from ctr_tf import flags as ctr_flags
 from ctr_tf import markers
+from ctr_tf import schema as schema_lib
 from ctr_tf.data import synthetic
 from pipelines import clean, compare_models, download_criteo, plot, sweep
 from tests import helpers
@@ -39,7 +42,7 @@ def test_compare_models_tables_charts_skips_resumes_and_survives_a_failing_model
     flagfiles = tmp_path / "flagfiles"
     flagfiles.mkdir()
     for name in ("lr", "fm", "flen"):
-        (flagfiles / f"{name}.flags").write_text(open(os.path.join(ROOT, "pipelines", "flagfiles", f"{name}.flags")).read())
+        (flagfiles / f"{name}.flags").write_text(open(ctr_flags.shipped_flagfile(name)).read())
     # dnn diverges: its loss becomes NaN, the comparison marks it failed and goes on.
     (flagfiles / "dnn.flags").write_text("--model=dnn\n--optimizer=sgd\n--learning_rate=1e12\n")
     out = tmp_path / "out"
@@ -85,6 +88,18 @@ def test_sweep_runs_each_grid_point_with_hparams_and_a_sorted_table(data_dir, tm
     aucs = [float(line.split("|")[3]) for line in table if line.startswith("| 0.0")]
     assert len(aucs) == 4 and aucs == sorted(aucs, reverse=True)
     assert "HParams: tensorboard --logdir" in proc.stdout
+    # numeric keys are numbers in the HParams dashboard (a log axis, numeric order), not strings
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+    infos = {}
+    for path in root_events:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                if v.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                    infos.update({h.name: h for h in data.experiment.hparam_infos})
+    assert infos["learning_rate"].type == api_pb2.DATA_TYPE_FLOAT64
+    assert sorted(v.number_value for v in infos["learning_rate"].domain_discrete.values) == [0.001, 0.01]
+    assert sorted(v.number_value for v in infos["batch_size"].domain_discrete.values) == [256, 512]
 
 
 @pytest.mark.parametrize("grid,message", [
@@ -105,17 +120,24 @@ def test_grid_list_values_expand():
     assert len(sweep.points({"a": ["1", "2", "3"], "b": ["x", "y"]}, 4, seed=0)) == 4
 
 
-def test_plot_draws_the_three_figures_from_event_files(data_dir, tmp_path):
+def test_plot_draws_training_per_logged_step_and_evaluation_on_integer_epochs(data_dir, tmp_path):
     from ctr_tf import config as cfg_lib
     from ctr_tf import trainer
-    for lr in ("0.01", "0.001"):
+    # 3,200 training rows / 256 = 13 steps an epoch: one run logs every 4 steps, one never does
+    for lr, every in (("0.01", 4), ("0.001", 1000)):
         trainer.run(cfg_lib.ExperimentConfig(
             data=cfg_lib.DataConfig(data_dir=data_dir), model=cfg_lib.ModelConfig(name="lr"),
             train=cfg_lib.TrainConfig(model_dir=str(tmp_path / "runs" / f"lr-{lr}"), epochs=3, batch_size=256,
-                                      learning_rate=float(lr), mode=cfg_lib.Mode.TRAIN)))
+                                      learning_rate=float(lr), mode=cfg_lib.Mode.TRAIN, log_every_n_steps=every)))
     run_dir = str(tmp_path / "runs" / "lr-0.01")
     assert [s for s, _ in plot.read_scalars(os.path.join(run_dir, "tensorboard", "eval"), "epoch_auc")] == [0, 1, 2]
-    assert len(plot.read_scalars(os.path.join(run_dir, "tensorboard", "train"), "epoch_loss")) == 3
+    kind, steps, losses = plot.series(run_dir, "train", "batch_loss", "epoch_loss")
+    steps_per_epoch = math.ceil(schema_lib.load(data_dir).split_rows("train") / 256)
+    assert kind == "step" and steps == list(range(4, 3 * steps_per_epoch + 1, 4)) and all(map(math.isfinite, losses))
+    kind, epochs, aucs = plot.series(run_dir, "eval", None, "epoch_auc")
+    assert kind == "epoch" and epochs == [1, 2, 3] and len(aucs) == 3
+    quiet = plot.series(str(tmp_path / "runs" / "lr-0.001"), "train", "batch_loss", "epoch_loss")
+    assert quiet[0] == "epoch" and quiet[1] == [1, 2, 3]  # no logged step: per epoch instead
     proc = run("pipelines.plot", f"--logdir={tmp_path / 'runs'}", f"--output_dir={tmp_path / 'png'}")
     assert "2 run(s)" in proc.stdout
     for png in ("train_loss.png", "train_auc.png", "eval_auc.png"):

@@ -237,7 +237,7 @@ def test_warm_start_copies_weights_only(data_dir, tmp_path):
 
 def test_cli_trains_from_the_flagfile_and_rejects_bad_flags(data_dir, tmp_path):
     md = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "ctr_tf.train", "--flagfile=pipelines/flagfiles/deepfm.flags",
+    cmd = [sys.executable, "-m", "ctr_tf.train", "--flagfile=deepfm.flags",
            f"--data_dir={data_dir}", f"--model_dir={md}", "--epochs=2", "--hidden_units=16"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
