@@ -13,6 +13,9 @@ from ctr_tf.evaluation import Scorer
 from ctr_tf.runtime import TrainingError
 from ctr_tf.schedules import current_lr
 
+# The exact metrics written per epoch: TensorBoard's eval epoch_<k> and Keras' logs val_<k>.
+SCALARS = ("auc", "logloss", "ne", "ece", "ctr_ratio")
+
 
 class ExactEvaluation(tf.keras.callbacks.Callback):
     """After every epoch: exact metrics on the evaluation split, into logs (val_auc, ...),
@@ -33,15 +36,15 @@ class ExactEvaluation(tf.keras.callbacks.Callback):
         m = self.scorer.evaluate(self.dataset)
         self.seconds += time.perf_counter() - t0
         if logs is not None:
-            logs.update({"val_auc": m["auc"], "val_logloss": m["logloss"], "val_ctr_ratio": m["ctr_ratio"]})
+            logs.update({f"val_{k}": m[k] for k in SCALARS})
         # record_if(True): Keras' TensorBoard callback gates summaries to its own update_freq while
         # fit runs, which silently dropped these epoch scalars.
         with self.writer.as_default(step=epoch), tf.summary.record_if(True):
-            for k in ("auc", "logloss", "ctr_ratio"):
+            for k in SCALARS:
                 tf.summary.scalar(f"epoch_{k}", m[k])
         self.writer.flush()
-        print(f"\nepoch {epoch}: eval AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  "
-              f"CTR ratio {m['ctr_ratio']:.4f}  ({m['rows']:,} rows)", flush=True)
+        print(f"\nepoch {epoch}: eval AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  NE {m['ne']:.4f}  "
+              f"ECE {m['ece']:.4f}  CTR ratio {m['ctr_ratio']:.4f}  ({m['rows']:,} rows)", flush=True)
         if self.chief and m["auc"] > self.best:
             self.best = m["auc"]
             with open(os.path.join(self.model_dir, "best_epoch.json"), "w") as f:

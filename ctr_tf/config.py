@@ -49,6 +49,14 @@ class LRSchedule(str, enum.Enum):
     WARMUP_DECAY = "warmup_decay"
 
 
+class CalibrationMethod(str, enum.Enum):
+    """The map from the model's logit to the served probability, fitted after training on the
+    validation split (ctr_tf.calibration)."""
+    NONE = "none"
+    PLATT = "platt"
+    ISOTONIC = "isotonic"
+
+
 class EmbeddingGate(str, enum.Enum):
     """GateNet's embedding gate: none; scalar (one gate per field and row, from w_f . e_f);
     vector (one gate per embedding dimension, from W_f e_f)."""
@@ -206,6 +214,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     keep_checkpoints: int = 0
+    negative_downsampling: float = 1.0
+    calibration: CalibrationMethod = CalibrationMethod.NONE
 
     def __post_init__(self):
         _check(bool(self.model_dir), "model_dir", self.model_dir, "is required")
@@ -225,6 +235,8 @@ class TrainConfig:
         _check(self.log_every_n_steps >= 1, "log_every_n_steps", self.log_every_n_steps, "must be >= 1")
         _check(self.strategy != Strategy.PARAMETER_SERVER or self.steps_per_epoch > 0, "steps_per_epoch",
                self.steps_per_epoch, "--strategy=parameter_server needs --steps_per_epoch > 0")
+        _check(0 < self.negative_downsampling <= 1, "negative_downsampling", self.negative_downsampling,
+               "must be in (0, 1]: the fraction of negatives kept in training (1: all)")
         if self.eval_epochs:
             parse_epoch_range(self.eval_epochs)
 

@@ -10,10 +10,15 @@ from ctr_tf.runtime import TrainingError
 
 class Scorer:
     """A model's logits over whole datasets, with one traced inference function for its lifetime
-    (tracing one per call would retrace every epoch)."""
+    (tracing one per call would retrace every epoch).
 
-    def __init__(self, model: tf.keras.Model):
+    logit_shift is added to every logit: log(r) undoes negative downsampling at rate r
+    (ctr_tf.calibration), so the logits and probabilities here are on the full data's scale.
+    """
+
+    def __init__(self, model: tf.keras.Model, logit_shift: float = 0.0):
         self.model = model
+        self.logit_shift = logit_shift
         self._step = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), reduce_retracing=True)
 
     def logits(self, dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -24,13 +29,25 @@ class Scorer:
             labels.append(y.numpy().reshape(-1))
         if not labels:
             return np.zeros([0]), np.zeros([0])
-        return np.concatenate(labels), np.concatenate(logits)
+        return np.concatenate(labels), np.concatenate(logits) + self.logit_shift
 
-    def evaluate(self, dataset) -> dict:
+    def labelled_logits(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         y, z = self.logits(dataset)
         if y.size and np.isnan(y).any():
             raise TrainingError("the evaluation split has no labels (converted from an unlabeled file)")
-        return metrics.summary(y, 1.0 / (1.0 + np.exp(-z)))
+        return y, z
+
+    def evaluate(self, dataset, calibration=None) -> dict:
+        """Exact metrics of the probabilities: the sigmoid of the (shifted) logits, or `calibration`'s."""
+        y, z = self.labelled_logits(dataset)
+        return metrics.summary(y, probabilities(z, calibration))
+
+
+def probabilities(logits: np.ndarray, calibration=None) -> np.ndarray:
+    """The served probability of (shifted) logits: calibration's map, or the sigmoid."""
+    if calibration is not None:
+        return calibration.probability(logits)
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def evaluate(model, dataset) -> dict:

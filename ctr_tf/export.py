@@ -8,8 +8,10 @@ into place, so a server polling the base path never loads half an export.
 Signatures:
   serving_default  inputs: one tensor per raw input, shape [batch] (I1..I13 float32 with NaN
                    for missing, C1..C26 string with "" for missing; Avazu: its string columns)
-                   outputs: probability [batch, 1] float32
-  predict_logits   the same inputs; outputs: logits [batch, 1]
+                   outputs: probability [batch, 1] float32: the model's probability corrected for
+                   negative downsampling and, when the run was calibrated, calibrated
+  predict_logits   the same inputs; outputs: logits [batch, 1] (corrected for downsampling: the
+                   logit on the full data's scale, before any calibration)
   classify         TF Serving's Classify API (method tensorflow/serving/classify): inputs
                    "inputs", serialized tf.Examples [batch] holding the raw columns (float_list /
                    bytes_list, a column left out = missing); outputs scores [batch, 2] (no click,
@@ -35,9 +37,12 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model: tf.keras.Model, schema: schema_lib.Schema):
+    def __init__(self, model: tf.keras.Model, schema: schema_lib.Schema, logit_shift: float = 0.0,
+                 calibration=None):
         super().__init__(name="ctr_serving")
         self.model = model
+        self.logit_shift = float(logit_shift)
+        self.calibration = calibration
         self.preprocessor = preprocessing.Preprocessor(schema)
         spec = {r.name: tf.TensorSpec([None], tf.float32 if r.dtype == "float32" else tf.string, name=r.name)
                 for r in schema.raw_inputs}
@@ -50,10 +55,14 @@ class ServingModule(tf.Module):
 
     def _logits(self, features):
         dense, cat = self.preprocessor(features)
-        return {"logits": tf.cast(self.model({"dense": dense, "cat": cat}, training=False), tf.float32)}
+        z = tf.cast(self.model({"dense": dense, "cat": cat}, training=False), tf.float32)
+        if self.logit_shift:
+            z = z + tf.constant(self.logit_shift, tf.float32)
+        return {"logits": z}
 
     def _probability(self, features):
-        return {OUTPUT: tf.sigmoid(self._logits(features)["logits"])}
+        z = self._logits(features)["logits"]
+        return {OUTPUT: self.calibration.tf_probability(z) if self.calibration is not None else tf.sigmoid(z)}
 
     def _classify(self, inputs):
         p = self._probability(tf.io.parse_example(inputs, self.example_spec))[OUTPUT]
@@ -94,10 +103,13 @@ def next_version(base: str) -> int:
 
 
 def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, model_name: str,
-           extra_assets: dict | None = None) -> str:
+           extra_assets: dict | None = None, logit_shift: float = 0.0, calibration=None) -> str:
     """Writes the next version of `model_name`; returns its directory.
 
     extra_assets: {relative path: bytes} written under the version (e.g. assets.extra/...).
+    logit_shift, calibration: added to the logits (log r after negative downsampling at rate r),
+    and the ctr_tf.calibration map the served probability goes through (None: the sigmoid); both
+    are recorded in assets.extra/calibration.json.
     """
     base = os.path.join(export_dir, model_name)
     os.makedirs(base, exist_ok=True)
@@ -105,8 +117,11 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
     final = os.path.join(base, str(version))
     tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    module = ServingModule(model, schema)
-    extra_assets = {WARMUP_FILE: warmup_records(schema, model_name), **(extra_assets or {})}
+    module = ServingModule(model, schema, logit_shift, calibration)
+    served = {"logit_shift": logit_shift,
+              "calibration": calibration.to_json() if calibration is not None else {"method": "none"}}
+    extra_assets = {WARMUP_FILE: warmup_records(schema, model_name),
+                    "assets.extra/calibration.json": json.dumps(served, indent=1).encode(), **(extra_assets or {})}
     try:
         tf.saved_model.save(module, tmp, signatures={
             SIGNATURE: module.serve.get_concrete_function(),

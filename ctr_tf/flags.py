@@ -157,6 +157,14 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_integer("seed", 0, "Global random seed.", flag_values=fv)
     flags.DEFINE_boolean("deterministic", False, "Deterministic ops and input order: same seed, same result.", flag_values=fv)
     flags.DEFINE_integer("keep_checkpoints", 0, "Keep only the newest N epoch checkpoints; 0 keeps all.", flag_values=fv)
+    flags.DEFINE_float("negative_downsampling", 1.0, "Keep each negative training row with this probability (every "
+                       "positive is kept; a fresh draw each epoch, deterministic for --seed); evaluation and the "
+                       "export correct the probabilities back to the full data: q = p / (p + (1 - p) / RATE).",
+                       flag_values=fv)
+    flags.DEFINE_enum("calibration", "none", [c.value for c in cfg_lib.CalibrationMethod],
+                      "After training, fit platt (sigmoid(a z + b)) or isotonic calibration on the validation "
+                      "split's predictions of the exported epoch; the export serves the calibrated probability.",
+                      flag_values=fv)
     # The model.
     flags.DEFINE_integer("embedding_dim", 16, "Embedding size of every field.", flag_values=fv)
     flags.DEFINE_float("embedding_init_std", 1e-4, "Std of the truncated-normal embedding init (BARS: 1e-4; "
@@ -272,4 +280,6 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             model_name=fv.model_name or fv.model, precision=cfg_lib.Precision(fv.precision),
             strategy=cfg_lib.Strategy(fv.strategy), warm_start_from=fv.warm_start_from,
             eval_epochs=fv.eval_epochs, predict_output=fv.predict_output, seed=fv.seed,
-            deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints))
+            deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints,
+            negative_downsampling=fv.negative_downsampling,
+            calibration=cfg_lib.CalibrationMethod(fv.calibration)))

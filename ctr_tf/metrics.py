@@ -34,11 +34,51 @@ def logloss(labels, probabilities, eps: float = 1e-7) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def normalized_entropy(labels, probabilities) -> float:
+    """NE (He et al. 2014): the logloss divided by the entropy of the labels' own base rate, i.e.
+    by the logloss of always predicting the split's click rate. 1 is no better than that constant;
+    lower is better. NaN when the split has one class only."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if not y.size:
+        return float("nan")
+    rate = float(np.mean(y))
+    if rate <= 0.0 or rate >= 1.0:
+        return float("nan")
+    base = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    return logloss(y, probabilities) / base
+
+
+CALIBRATION_BINS = 20
+
+
+def reliability(labels, probabilities, bins: int = CALIBRATION_BINS) -> dict:
+    """Equal-mass bins of the predictions (sorted by probability, split into `bins` runs of equal
+    row counts, ±1): per bin the mean predicted probability, the observed click rate and the rows."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    order = np.argsort(p, kind="mergesort")
+    parts = [part for part in np.array_split(order, min(bins, y.size)) if part.size]
+    return {"predicted": [float(np.mean(p[i])) for i in parts],
+            "observed": [float(np.mean(y[i])) for i in parts],
+            "rows": [int(i.size) for i in parts]}
+
+
+def expected_calibration_error(labels, probabilities, bins: int = CALIBRATION_BINS) -> float:
+    """ECE over equal-mass bins: sum over bins of (bin rows / rows) * |mean predicted - observed|."""
+    r = reliability(labels, probabilities, bins)
+    n = sum(r["rows"])
+    if not n:
+        return float("nan")
+    return float(sum(c * abs(a - b) for a, b, c in zip(r["predicted"], r["observed"], r["rows"])) / n)
+
+
 def summary(labels, probabilities) -> dict:
-    """AUC, logloss, the predicted/actual CTR ratio and the row count."""
+    """AUC, logloss, NE, the equal-mass calibration error, the predicted/actual CTR ratio and the
+    row count."""
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     actual = float(np.mean(y)) if y.size else float("nan")
     return {"auc": exact_auc(y, p), "logloss": logloss(y, p) if y.size else float("nan"),
+            "ne": normalized_entropy(y, p), "ece": expected_calibration_error(y, p),
             "ctr_ratio": float(np.mean(p)) / actual if actual > 0 else float("nan"),
             "rows": int(y.size)}

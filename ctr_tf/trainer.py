@@ -5,6 +5,8 @@ model_dir layout:
   config.json, flags.txt     the resolved config and flags of the latest run
   checkpoints/epoch-<e>.*    model + optimizer after epoch e (0-based), one per epoch
   best_epoch.json            the epoch with the best validation AUC
+  calibration.json           with --calibration: the map fitted for the exported epoch
+  metrics-<split>.json       the final evaluation (served probabilities; before calibration too)
   tensorboard/{train,eval}   event files
   export/<name>/<version>/   SavedModels (unless --export_dir)
 
@@ -25,13 +27,14 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ctr_tf import calibration as calibration_lib
 from ctr_tf import config as cfg_lib
 from ctr_tf import export as export_lib
-from ctr_tf import markers, models
+from ctr_tf import markers, metrics, models
 from ctr_tf import schema as schema_lib
 from ctr_tf.callbacks import EpochCheckpoint, EpochNaNGuard, ExactEvaluation, SettleTableL2, StepScalars
 from ctr_tf.data import records
-from ctr_tf.evaluation import Scorer
+from ctr_tf.evaluation import Scorer, probabilities
 from ctr_tf.runtime import TrainingError, is_chief, make_strategy, precision, process_state
 from ctr_tf.schedules import make_optimizer
 
@@ -78,7 +81,11 @@ class Run:
                                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
                                steps_per_execution=1)
-        self.scorer = Scorer(self.model)
+        # log(r) undoes negative downsampling at rate r everywhere a probability is made
+        self.logit_shift = calibration_lib.downsampling_shift(self.t.negative_downsampling)
+        self.scorer = Scorer(self.model, self.logit_shift)
+        self.calibration = None  # fitted by prepare_calibration() for the epoch that is exported
+        self.epoch_in_model = None
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,
@@ -108,7 +115,8 @@ class Run:
         if training:
             ds = records.make_dataset(self.schema, split, self.t.batch_size, shuffle=not self.t.deterministic,
                                       seed=self.t.seed, repeat=self.t.steps_per_epoch > 0,
-                                      shuffle_blocks=self.cfg.data.shuffle_blocks)
+                                      shuffle_blocks=self.cfg.data.shuffle_blocks,
+                                      negative_rate=self.t.negative_downsampling)
         else:
             ds = records.make_dataset(self.schema, split, self.t.eval_batch_size)
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -124,6 +132,7 @@ class Run:
             return 0
         self.checkpoint.restore(latest).expect_partial()
         epoch = int(latest.rsplit("-", 1)[1])
+        self.epoch_in_model = epoch
         print(f"resuming from {latest} (epoch {epoch} done)", flush=True)
         return epoch + 1
 
@@ -132,6 +141,7 @@ class Run:
         if not tf.io.gfile.exists(path + ".index"):
             raise TrainingError(f"no checkpoint of epoch {epoch} in {self.t.model_dir}/{CHECKPOINT_DIR}")
         tf.train.Checkpoint(model=self.model).restore(path).expect_partial()
+        self.epoch_in_model = epoch
 
     def warm_start(self):
         src = tf.train.latest_checkpoint(os.path.join(self.t.warm_start_from, CHECKPOINT_DIR))
@@ -193,25 +203,66 @@ class Run:
         # Time in fit, less the per-epoch validation: what training itself took.
         seconds = time.perf_counter() - t0 - sum(c.seconds for c in callbacks if isinstance(c, ExactEvaluation))
         steps = int(tf.keras.backend.get_value(self.optimizer.iterations)) - steps_before
-        if self.t.steps_per_epoch:
-            examples = steps * self.t.batch_size
+        if self.manager.latest_checkpoint:
+            self.epoch_in_model = int(self.manager.latest_checkpoint.rsplit("-", 1)[1])
+        if self.t.steps_per_epoch or self.t.negative_downsampling < 1:
+            examples = steps * self.t.batch_size  # full batches but each epoch's last
         else:
             rows = self.schema.split_rows(self.cfg.data.train_split)
             examples = round(steps / math.ceil(rows / self.t.batch_size) * rows)
         return {"steps": steps, "examples": examples, "seconds": seconds,
                 "examples_per_second": examples / seconds if seconds > 0 else float("nan")}
 
+    def prepare_calibration(self):
+        """With --calibration: the map for the weights in the model (the epoch to export), fitted on
+        the validation split's probabilities (after the downsampling correction) and saved as
+        calibration.json; --mode=export and predict reuse a saved one fitted for the same epoch."""
+        method = self.t.calibration
+        if method == cfg_lib.CalibrationMethod.NONE:
+            self.calibration = None
+            return None
+        split = self.cfg.data.eval_split
+        stored = calibration_lib.Calibration.load(self.t.model_dir)
+        if (self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT) and stored is not None and stored.method == method
+                and stored.fitted_on.get("epoch") == self.epoch_in_model
+                and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling):
+            self.calibration = stored
+        else:
+            if not split or self.schema.split_rows(split) == 0:
+                raise TrainingError(f"--calibration={method.value} is fitted on the validation split, and "
+                                    f"{self.cfg.data.data_dir} has no rows in {split!r} (--eval_split)")
+            y, z = self.scorer.labelled_logits(self.dataset(split, False))
+            self.calibration = calibration_lib.Calibration.fit(
+                method, y, z, {"split": split, "epoch": self.epoch_in_model,
+                               "negative_downsampling": self.t.negative_downsampling})
+            if self.chief:
+                self.calibration.save(self.t.model_dir)
+        print(f"calibration ({self.calibration.describe()}) fitted on {self.calibration.fitted_on['rows']:,} "
+              f"{split} rows of epoch {self.epoch_in_model}", flush=True)
+        return self.calibration
+
     def final_evaluation(self) -> dict | None:
+        """Exact metrics of the served probabilities on the test split (and, with --calibration,
+        of the uncalibrated ones too), with equal-mass reliability bins; metrics-<split>.json."""
         split = self.cfg.data.test_split
         if not split or self.schema.split_rows(split) == 0:
             return None
-        m = self.scorer.evaluate(self.dataset(split, False))
+        y, z = self.scorer.labelled_logits(self.dataset(split, False))
+        p = probabilities(z, self.calibration)
+        m = {**metrics.summary(y, p), "negative_downsampling": self.t.negative_downsampling,
+             "calibration": self.calibration.describe() if self.calibration else "none",
+             "reliability": metrics.reliability(y, p)}
+        lines = []
+        if self.calibration is not None:
+            q = probabilities(z)
+            m["uncalibrated"] = {**metrics.summary(y, q), "reliability": metrics.reliability(y, q)}
+            lines.append(_metrics_line(f"{split} before calibration", m["uncalibrated"]))
+        lines.append(_metrics_line(split, m))
         bayes = self.schema.splits[split].get("bayes_optimal")
-        line = (f"{split}: AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  CTR ratio {m['ctr_ratio']:.4f}  "
-                f"rows {m['rows']:,}")
         if bayes:
-            line += f"  (Bayes-optimal AUC {bayes['auc']:.5f}, logloss {bayes['logloss']:.5f})"
-        print(line, flush=True)
+            lines[-1] += (f"  (Bayes-optimal AUC {bayes['auc']:.5f}, logloss {bayes['logloss']:.5f}"
+                          + (f", NE {bayes['ne']:.4f}, ECE {bayes['ece']:.4f}" if "ne" in bayes else "") + ")")
+        print("\n".join(lines), flush=True)
         if self.chief:
             with open(os.path.join(self.t.model_dir, f"metrics-{split}.json"), "w") as f:
                 json.dump(m, f, indent=2)
@@ -231,9 +282,10 @@ class Run:
             self.restore_epoch(e)
             rows.append({"epoch": e, **self.scorer.evaluate(ds)})
         print(f"evaluation on {split}:")
-        print(f"{'epoch':>5} {'AUC':>9} {'logloss':>9} {'CTR ratio':>9} {'rows':>10}")
+        print(f"{'epoch':>5} {'AUC':>9} {'logloss':>9} {'NE':>7} {'ECE':>7} {'CTR ratio':>9} {'rows':>10}")
         for r in rows:
-            print(f"{r['epoch']:>5} {r['auc']:>9.5f} {r['logloss']:>9.5f} {r['ctr_ratio']:>9.4f} {r['rows']:>10,}")
+            print(f"{r['epoch']:>5} {r['auc']:>9.5f} {r['logloss']:>9.5f} {r['ne']:>7.4f} {r['ece']:>7.4f} "
+                  f"{r['ctr_ratio']:>9.4f} {r['rows']:>10,}")
         return rows
 
     def restore_for_export(self):
@@ -252,7 +304,8 @@ class Run:
             serving_model = models.build(self.schema, self.cfg.model)
         serving_model.set_weights(self.model.get_weights())
         path = export_lib.export(serving_model, self.schema, self.t.resolved_export_dir,
-                                 self.t.model_name or self.cfg.model.name)
+                                 self.t.model_name or self.cfg.model.name, logit_shift=self.logit_shift,
+                                 calibration=self.calibration)
         print(f"exported SavedModel: {path}", flush=True)
         return path
 
@@ -260,11 +313,17 @@ class Run:
         if self.restore_latest() == 0:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to predict with")
         split = self.cfg.data.test_split
+        self.prepare_calibration()
         _, z = self.scorer.logits(self.dataset(split, False))
         out = self.t.predict_output or os.path.join(self.t.model_dir, f"predictions-{split}.txt")
-        np.savetxt(out, 1.0 / (1.0 + np.exp(-z)), fmt="%.6f")
+        np.savetxt(out, probabilities(z, self.calibration), fmt="%.6f")
         print(f"wrote {len(z):,} probabilities to {out}", flush=True)
         return out
+
+
+def _metrics_line(label: str, m: dict) -> str:
+    return (f"{label}: AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  NE {m['ne']:.4f}  ECE {m['ece']:.4f}  "
+            f"CTR ratio {m['ctr_ratio']:.4f}  rows {m['rows']:,}")
 
 
 def run(cfg: cfg_lib.ExperimentConfig, flags_text: str = "") -> dict:
@@ -285,6 +344,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
             if cfg.train.early_stopping_patience:
                 r.restore_for_export()  # the best validation epoch, whether or not training stopped early
+            r.prepare_calibration()
             out["test"] = r.final_evaluation()
             if r.chief:
                 out["export"] = r.export()
@@ -292,6 +352,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         out["epochs"] = r.evaluate_epochs()
     elif mode == cfg_lib.Mode.EXPORT:
         r.restore_for_export()
+        r.prepare_calibration()
         out["export"] = r.export()
     elif mode == cfg_lib.Mode.PREDICT:
         out["predictions"] = r.predict()

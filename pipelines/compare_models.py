@@ -28,8 +28,8 @@ from pipelines import experiment
 
 FLAGS = flags.FLAGS
 
-COLUMNS = ("model", "status", "parameters", "best_epoch", "valid_auc", "test_auc", "test_logloss", "ctr_ratio",
-           "bayes_auc", "gap", "examples_per_second", "wall_seconds")
+COLUMNS = ("model", "status", "parameters", "best_epoch", "valid_auc", "test_auc", "test_logloss", "test_ne",
+           "test_ece", "ctr_ratio", "bayes_auc", "gap", "examples_per_second", "wall_seconds")
 
 
 def selected_models(spec: str) -> list[str]:
@@ -51,9 +51,9 @@ def summarise(model: str, trials: list[dict]) -> dict:
         return {"model": model, "status": "failed: " + "; ".join(t.get("error", "") for t in trials)}
     row = {"model": model, "status": "ok" if len(ok) == len(trials) else f"{len(trials) - len(ok)} seed(s) failed",
            "seeds": len(ok)}
-    for key in ("parameters", "best_epoch", "valid_auc", "test_auc", "test_logloss", "ctr_ratio", "bayes_auc",
-                "examples_per_second", "wall_seconds"):
-        values = [float(t[key]) for t in ok]
+    for key in ("parameters", "best_epoch", "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece",
+                "ctr_ratio", "bayes_auc", "bayes_ne", "bayes_ece", "examples_per_second", "wall_seconds"):
+        values = [float(t.get(key, math.nan)) for t in ok]  # trials finished by an older ctr_tf lack NE/ECE
         row[key] = statistics.fmean(values)
         row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     row["gap"] = row["bayes_auc"] - row["test_auc"] if math.isfinite(row["bayes_auc"]) else math.nan
@@ -77,18 +77,25 @@ def write_tables(rows: list[dict], skipped: dict, out_dir: str, data_dir: str):
         for r in rows:
             w.writerow([r.get(c, "") for c in COLUMNS] + [r.get(c + "_std", "") for c in COLUMNS[2:-1]])
     lines = [f"# Model comparison on {data_dir}", "",
-             "| model | parameters | best epoch | valid AUC | test AUC | test logloss | pred/actual CTR | "
-             "Bayes AUC | gap | train examples/s | wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | parameters | best epoch | valid AUC | test AUC | test logloss | test NE | test ECE | "
+             "pred/actual CTR | Bayes AUC | gap | train examples/s | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["status"].startswith("failed"):
-            lines.append(f"| {r['model']} | {r['status']} |||||||||||")
+            lines.append(f"| {r['model']} | {r['status']} |||||||||||||")
             continue
         lines.append("| " + " | ".join([
             r["model"], f"{int(r['parameters']):,}", _cell(r, "best_epoch", ".1f"), _cell(r, "valid_auc", ".4f"),
-            _cell(r, "test_auc", ".4f"), _cell(r, "test_logloss", ".4f"), _cell(r, "ctr_ratio", ".3f"),
+            _cell(r, "test_auc", ".4f"), _cell(r, "test_logloss", ".4f"), _cell(r, "test_ne", ".4f"),
+            _cell(r, "test_ece", ".4f"), _cell(r, "ctr_ratio", ".3f"),
             _cell(r, "bayes_auc", ".4f"), _cell(r, "gap", ".4f"), _cell(r, "examples_per_second", ",.0f"),
             _cell(r, "wall_seconds", ".0f")]) + " |")
+    bayes = next((r for r in rows if math.isfinite(r.get("bayes_auc", math.nan))), None)
+    if bayes is not None:
+        lines.append(f"\nBayes-optimal probabilities of the test split (planted data): AUC {bayes['bayes_auc']:.4f}, "
+                     f"NE {bayes.get('bayes_ne', math.nan):.4f}, ECE {bayes.get('bayes_ece', math.nan):.4f}. "
+                     "NE: logloss / entropy of the split's click rate; ECE: mean |predicted - observed| "
+                     "over 20 equal-mass bins.")
     for model, why in skipped.items():
         lines.append(f"\nskipped {model}: {why}")
     with open(os.path.join(out_dir, "results.md"), "w") as f:

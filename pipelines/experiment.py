@@ -86,13 +86,16 @@ def run_trial(cfg: cfg_lib.ExperimentConfig, extra: dict | None = None, flags_te
             best = json.load(f)
         test = out.get("test") or {}
         split = schema.splits.get(cfg.data.test_split, {})
-        bayes = (split.get("bayes_optimal") or {}).get("auc")
+        bayes_all = split.get("bayes_optimal") or {}
+        bayes = bayes_all.get("auc")
         params = models.build(schema, cfg.model).count_params()
         result = {
             "status": "ok", "model": cfg.model.name, "seed": cfg.train.seed, "parameters": params,
             "best_epoch": best["epoch"], "valid_auc": best["auc"], "valid_logloss": best["logloss"],
             "test_auc": test.get("auc", math.nan), "test_logloss": test.get("logloss", math.nan),
+            "test_ne": test.get("ne", math.nan), "test_ece": test.get("ece", math.nan),
             "ctr_ratio": test.get("ctr_ratio", math.nan), "bayes_auc": bayes if bayes else math.nan,
+            "bayes_ne": bayes_all.get("ne", math.nan), "bayes_ece": bayes_all.get("ece", math.nan),
             "examples_per_second": out["train"]["examples_per_second"],
             "wall_seconds": time.perf_counter() - t0, "model_dir": model_dir, **(extra or {})}
     except Exception as e:  # noqa: BLE001  (one trial's failure is reported, the others still run)

@@ -8,11 +8,16 @@ one line per run, the legend beside the axes:
   --log_every_n_steps; Keras' running mean over the epoch so far), against the global step; a run
   too short to have logged a step is drawn per epoch instead, and says so in the legend;
 - eval_auc.png: the exact evaluation AUC after each epoch, on integer epoch ticks (epoch 1 is
-  the end of the first epoch).
+  the end of the first epoch);
+- reliability.png, for the runs that have a final evaluation (metrics-test.json): the mean
+  predicted probability against the observed click rate in each of 20 equal-mass bins, the
+  diagonal of perfect calibration, and the rows per bin; a calibrated run is drawn before
+  (dashed) and after calibration.
 """
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import sys
 
@@ -135,7 +140,58 @@ def plot_runs(logdir: str, output_dir: str, pattern: str = "*") -> list[str]:
         ax.grid(alpha=0.3)
         _legend_outside(ax, len(drawn))
         paths.append(save(fig, output_dir, filename))
-    return paths
+    reliability = plot_reliability(runs, output_dir)
+    return paths + ([reliability] if reliability else [])
+
+
+def reliability_curves(model_dir: str, split: str = "test") -> list[tuple[str, dict]]:
+    """[(suffix, bins)] of a run's final evaluation: the served probabilities, and before
+    calibration when it was calibrated; [] without metrics-<split>.json or bins in it."""
+    path = os.path.join(model_dir, f"metrics-{split}.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        m = json.load(f)
+    out = []
+    if (m.get("uncalibrated") or {}).get("reliability"):
+        out.append((" (before calibration)", m["uncalibrated"]["reliability"]))
+    if m.get("reliability"):
+        out.append(("" if not out else f" ({m.get('calibration', 'calibrated').split(':')[0]})", m["reliability"]))
+    return out
+
+
+def plot_reliability(runs: dict[str, str], output_dir: str, split: str = "test") -> str | None:
+    curves = {name: reliability_curves(model_dir, split) for name, model_dir in runs.items()}
+    curves = {name: c for name, c in curves.items() if c}
+    if not curves:
+        return None
+    plt = pyplot()
+    fig, (ax, ax_rows) = plt.subplots(2, 1, figsize=(8.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top, most = 0.0, 1
+    for i, (name, parts) in enumerate(curves.items()):
+        color = f"C{i % 10}"
+        for suffix, bins in parts:
+            dashed = "before" in suffix
+            ax.plot(bins["predicted"], bins["observed"], color=color, linestyle="--" if dashed else "-",
+                    marker="o", markersize=3, linewidth=1.0 if dashed else 1.4, label=name + suffix)
+            top = max(top, max(bins["predicted"]), max(bins["observed"]))
+            if not dashed:  # equal-mass bins hold equal rows; where they stand shows the spread
+                ax_rows.vlines(bins["predicted"], 0, bins["rows"], color=color, linewidth=2, alpha=0.7)
+                most = max(most, max(bins["rows"]))
+    top = min(1.0, top * 1.05 + 0.01)
+    ax.plot([0, top], [0, top], color="0.5", linestyle=":", linewidth=1.0, label="perfect calibration")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_ylabel("observed click rate")
+    ax.set_title(f"reliability on the {split} split ({len(next(iter(curves.values()))[0][1]['rows'])} "
+                 "equal-mass bins)")
+    ax.grid(alpha=0.3)
+    _legend_outside(ax, len(curves))
+    ax_rows.set_xlabel("mean predicted probability in the bin")
+    ax_rows.set_ylabel("rows per bin")
+    ax_rows.set_ylim(0, most * 1.15)
+    ax_rows.grid(alpha=0.3)
+    return save(fig, output_dir, "reliability.png")
 
 
 def define_flags():

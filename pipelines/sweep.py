@@ -107,7 +107,8 @@ def write_hparams(runs_dir: str, grid: dict, results: list[dict]):
     typed = hparam_values(grid)
     hparams = {k: hp.HParam(k, hp.Discrete(v)) for k, v in typed.items()}
     metrics = [hp.Metric("valid_auc", display_name="validation AUC"), hp.Metric("test_auc", display_name="test AUC"),
-               hp.Metric("test_logloss", display_name="test logloss")]
+               hp.Metric("test_logloss", display_name="test logloss"), hp.Metric("test_ne", display_name="test NE"),
+               hp.Metric("test_ece", display_name="test ECE")]
     with tf.summary.create_file_writer(runs_dir).as_default():
         hp.hparams_config(hparams=list(hparams.values()), metrics=metrics)
     for r in results:
@@ -115,8 +116,9 @@ def write_hparams(runs_dir: str, grid: dict, results: list[dict]):
             continue
         with tf.summary.create_file_writer(r["model_dir"]).as_default():
             hp.hparams({hparams[k]: typed[k][grid[k].index(v)] for k, v in r["point"].items()}, trial_id=r["trial"])
-            for m in ("valid_auc", "test_auc", "test_logloss"):
-                tf.summary.scalar(m, r[m], step=1)
+            for m in ("valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece"):
+                if m in r:
+                    tf.summary.scalar(m, r[m], step=1)
 
 
 def write_tables(results: list[dict], grid: dict, out_dir: str) -> str:
@@ -124,20 +126,23 @@ def write_tables(results: list[dict], grid: dict, out_dir: str) -> str:
     keys = list(grid)
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(keys + ["status", "valid_auc", "test_auc", "test_logloss", "best_epoch", "examples_per_second",
-                           "model_dir"])
+        w.writerow(keys + ["status", "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece", "ctr_ratio",
+                           "best_epoch", "examples_per_second", "model_dir"])
         for r in ordered:
             w.writerow([r["point"][k] for k in keys] + [r["status"]] + [r.get(c, "") for c in (
-                "valid_auc", "test_auc", "test_logloss", "best_epoch", "examples_per_second", "model_dir")])
-    lines = ["| " + " | ".join(keys) + " | valid AUC | test AUC | test logloss | best epoch | examples/s |",
-             "|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|"]
+                "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece", "ctr_ratio", "best_epoch",
+                "examples_per_second", "model_dir")])
+    lines = ["| " + " | ".join(keys) + " | valid AUC | test AUC | test logloss | test NE | test ECE | "
+             "pred/actual CTR | best epoch | examples/s |",
+             "|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in ordered:
         cells = [r["point"][k] for k in keys]
         if r["status"] == "ok":
             cells += [f"{r['valid_auc']:.4f}", f"{r['test_auc']:.4f}", f"{r['test_logloss']:.4f}",
-                      str(r["best_epoch"]), f"{r['examples_per_second']:,.0f}"]
+                      f"{r.get('test_ne', math.nan):.4f}", f"{r.get('test_ece', math.nan):.4f}",
+                      f"{r.get('ctr_ratio', math.nan):.3f}", str(r["best_epoch"]), f"{r['examples_per_second']:,.0f}"]
         else:
-            cells += ["failed: " + r.get("error", ""), "", "", "", ""]
+            cells += ["failed: " + r.get("error", ""), "", "", "", "", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     with open(os.path.join(out_dir, "results.md"), "w") as f:

@@ -257,6 +257,9 @@ def test_synthetic_generator_is_deterministic_and_reports_bayes_metrics(tmp_path
     assert 0.7 < bayes["auc"] < 0.9
     total = sum(schema.splits[s]["bayes_optimal"]["logloss"] * schema.split_rows(s) for s in convert.SPLITS)
     assert total / 5000 == pytest.approx(metrics.logloss(y, p), rel=1e-6)
+    # NE, ECE and the CTR ratio of the true probabilities too: the ceilings a model is held to
+    assert set(bayes) == {"auc", "logloss", "ne", "ece", "ctr_ratio"}
+    assert 0.6 < bayes["ne"] < 0.9 and bayes["ece"] < 0.05 and 0.95 < bayes["ctr_ratio"] < 1.05
     missing_i12 = sum(1 for ln in open(a) if ln.split("\t")[12] == "") / 5000
     assert 0.7 < missing_i12 < 0.85
 

@@ -55,6 +55,7 @@ def test_compare_models_tables_charts_skips_resumes_and_survives_a_failing_model
     table = (out / "results.md").read_text()
     assert "| lr |" in table and "| fm |" in table and "| dnn | failed" in table
     assert "±" in table and "Bayes AUC" in table and "skipped flen" in table
+    assert "| test NE | test ECE |" in table and "Bayes-optimal probabilities of the test split" in table
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].startswith("model,status,parameters,best_epoch,valid_auc,test_auc") and len(rows) == 4
     for png in ("auc.png", "speed.png", "train_loss.png", "train_auc.png", "eval_auc.png"):

@@ -325,7 +325,8 @@ class _WritePass:
                      "positive_rate": (w.positives / w.labeled) if w.labeled else None}
             if self.truth is not None and self.truth_rows[s][0]:
                 y, p = np.concatenate(self.truth_rows[s][0]), np.concatenate(self.truth_rows[s][1])
-                entry["bayes_optimal"] = {"auc": metrics.exact_auc(y, p), "logloss": metrics.logloss(y, p)}
+                m = metrics.summary(y, p)
+                entry["bayes_optimal"] = {k: m[k] for k in ("auc", "logloss", "ne", "ece", "ctr_ratio")}
             splits[s] = entry
         self.written = sum(w.rows for w in self.writers.values())
         if self.written + self.rejected != self.read:

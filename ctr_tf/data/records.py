@@ -61,11 +61,15 @@ def read_all(files: list[str], schema: schema_lib.Schema):
 
 def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuffle: bool = False,
                  seed: int | None = None, repeat: bool = False, drop_remainder: bool = False,
-                 files: list[str] | None = None, shuffle_blocks: int = 16) -> tf.data.Dataset:
+                 files: list[str] | None = None, shuffle_blocks: int = 16,
+                 negative_rate: float = 1.0) -> tf.data.Dataset:
     """Batches of ({"dense": [B, D] f32, "cat": [B, C] i32}, label [B, 1] f32) from one split.
 
     Shuffling permutes shard order, mixes `shuffle_blocks` blocks in a buffer and permutes the
-    rows inside each block; evaluation reads in file order.
+    rows inside each block; evaluation reads in file order. negative_rate < 1 keeps every positive
+    row and each negative with that probability: a fresh draw on every pass over the data,
+    deterministic for a seed (each block's draw is seeded from a seeded random stream that starts
+    anew, differently, on every iteration).
     """
     explicit_files = files
     files = files if files is not None else schema.split_files(split)
@@ -87,6 +91,8 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
     ds = ds.flat_map(lambda f: tf.data.TFRecordDataset(f, compression_type=rf.get("compression", "")))
     ds = ds.map(lambda r: decode_block(r, num_dense, num_cat), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
+    if negative_rate < 1.0:
+        ds = _downsample_negatives(ds, negative_rate, seed)
     if shuffle:
         ds = ds.shuffle(shuffle_blocks, seed=seed, reshuffle_each_iteration=True)
 
@@ -95,7 +101,7 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
             return tf.gather(label, idx), tf.gather(dense, idx), tf.gather(cat, idx)
         ds = ds.map(permute, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-    rows = schema.split_rows(split) if explicit_files is None else None
+    rows = schema.split_rows(split) if explicit_files is None and negative_rate >= 1.0 else None
     if rows and not repeat:
         # Declared so Keras knows the epoch length: with an unknown one, tf-keras's fit counts
         # one optimizer iteration too many per epoch, and the progress bar has no total.
@@ -104,3 +110,14 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
     ds = ds.map(lambda label, dense, cat: ({"dense": dense, "cat": cat}, label[:, None]),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _downsample_negatives(ds: tf.data.Dataset, rate: float, seed: int | None) -> tf.data.Dataset:
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def keep(block, block_seed):
+        label, dense, cat = block
+        u = tf.random.stateless_uniform(tf.shape(label), seed=tf.stack([block_seed, tf.constant(0, tf.int64)]))
+        mask = tf.logical_or(label > 0.5, u < rate)
+        return tf.boolean_mask(label, mask), tf.boolean_mask(dense, mask), tf.boolean_mask(cat, mask)
+    return tf.data.Dataset.zip((ds, seeds)).map(keep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

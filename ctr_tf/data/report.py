@@ -35,13 +35,14 @@ class Progress:
 
 def summary_table(schema: schema_lib.Schema) -> str:
     """The end-of-run table: rows, positives, shards (and the Bayes ceiling) per split."""
-    lines = [f"{'split':<6} {'rows':>12} {'pos. rate':>10} {'shards':>7} {'bayes AUC':>10} {'bayes logloss':>14}"]
+    lines = [f"{'split':<6} {'rows':>12} {'pos. rate':>10} {'shards':>7} {'bayes AUC':>10} {'bayes logloss':>14} "
+             f"{'bayes NE':>9}"]
     for s, e in schema.splits.items():
         b = e.get("bayes_optimal") or {}
         rate = e.get("positive_rate")
         lines.append(f"{s:<6} {e['rows']:>12,} {('%.4f' % rate) if rate is not None else '-':>10} "
                      f"{len(e['files']):>7} {('%.4f' % b['auc']) if b else '-':>10} "
-                     f"{('%.4f' % b['logloss']) if b else '-':>14}")
+                     f"{('%.4f' % b['logloss']) if b else '-':>14} {('%.4f' % b['ne']) if b.get('ne') else '-':>9}")
     info = schema.info
     lines.append(f"rows read {info['rows_read']:,}  written {info['rows_written']:,}  "
                  f"rejected {info['rejected_rows']:,}" + (f" -> {schema.path(info['rejects_file'])}"

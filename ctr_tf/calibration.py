@@ -1,0 +1,200 @@
+"""From a model's logit to a probability a bidder can use: the negative-downsampling correction
+and a calibration map fitted after training, the same in numpy (evaluation) and in TensorFlow
+(the serving signature).
+
+Negative downsampling keeps every positive and a fraction r of the negatives, so the model learns
+odds r times too high for the full data. The correction q = p / (p + (1 - p) / r) is, in logit
+space, z + log(r): a shift applied to every logit before anything else, here and in the export.
+
+Calibration maps the (corrected) logit z to a probability:
+- platt:    sigma(a * z + b), a and b fitted by maximum likelihood (Newton's method);
+- isotonic: the pool-adjacent-violators fit of the click rate as a non-decreasing function of z,
+  with neighbouring blocks then joined until each holds at least sqrt(rows) rows (PAV alone
+  leaves blocks of a few rows at both ends, which would serve rates of exactly 0 or 1),
+  interpolated linearly in z between the centres (mean z) of its blocks and held flat beyond the
+  first and last centre. Block rates strictly increase, so between the first and last centre the
+  map is strictly increasing and keeps every order (and the AUC); rows whose logits fall below the
+  first centre or above the last one tie at that end's rate, the only ties it makes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+
+from ctr_tf.config import CalibrationMethod as Method
+
+CALIBRATION_FILE = "calibration.json"
+_EPS = 1e-6  # a fitted probability is kept inside [eps, 1 - eps]
+
+
+def downsampling_shift(rate: float) -> float:
+    """The logit shift that undoes keeping a fraction `rate` of the negatives: log(rate)."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"negative downsampling rate {rate} is not in (0, 1]")
+    return math.log(rate)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """A fitted map from a corrected logit to a probability (method none: the sigmoid)."""
+    method: Method = Method.NONE
+    a: float = 1.0
+    b: float = 0.0
+    knots: tuple = ()   # isotonic: block centres in logit space, increasing
+    values: tuple = ()  # isotonic: the block click rates, increasing
+    fitted_on: dict = dataclasses.field(default_factory=dict)  # split, epoch, rows
+
+    # -- fitting
+    @classmethod
+    def fit(cls, method: Method, labels, logits, fitted_on: dict | None = None) -> "Calibration":
+        y = np.asarray(labels, np.float64).reshape(-1)
+        z = np.asarray(logits, np.float64).reshape(-1)
+        if y.size == 0:
+            raise ValueError("calibration needs labelled rows to fit on; the split is empty")
+        if np.isnan(y).any():
+            raise ValueError("calibration needs labelled rows; the split has no labels")
+        info = dict(fitted_on or {}, rows=int(y.size))
+        method = Method(method)
+        if method == Method.NONE:
+            return cls(fitted_on=info)
+        if method == Method.PLATT:
+            a, b = _fit_platt(y, z)
+            return cls(Method.PLATT, a=a, b=b, fitted_on=info)
+        knots, values = _fit_isotonic(y, z)
+        return cls(Method.ISOTONIC, knots=tuple(knots), values=tuple(values), fitted_on=info)
+
+    # -- applying
+    def probability(self, logits) -> np.ndarray:
+        """numpy: probabilities of (corrected) logits."""
+        z = np.asarray(logits, np.float64)
+        if self.method == Method.PLATT:
+            return _sigmoid(self.a * z + self.b)
+        if self.method == Method.ISOTONIC:
+            return np.interp(z, self.knots, self.values)
+        return _sigmoid(z)
+
+    def tf_probability(self, logits):
+        """TensorFlow: the same map inside a graph (the serving signature); logits [B, 1] float32."""
+        import tensorflow as tf
+        if self.method == Method.PLATT:
+            return tf.sigmoid(tf.constant(self.a, tf.float32) * logits + tf.constant(self.b, tf.float32))
+        if self.method == Method.ISOTONIC:
+            return _tf_interp(logits, self.knots, self.values)
+        return tf.sigmoid(logits)
+
+    # -- files
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["method"] = self.method.value
+        d["knots"], d["values"] = list(self.knots), list(self.values)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Calibration":
+        return cls(Method(d["method"]), float(d["a"]), float(d["b"]), tuple(d["knots"]), tuple(d["values"]),
+                   dict(d.get("fitted_on") or {}))
+
+    def save(self, model_dir: str) -> str:
+        path = os.path.join(model_dir, CALIBRATION_FILE)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(self.to_json(), f, indent=1)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str) -> "Calibration | None":
+        path = os.path.join(model_dir, CALIBRATION_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return cls.from_json(json.load(f))
+
+    def describe(self) -> str:
+        if self.method == Method.PLATT:
+            return f"platt: sigmoid({self.a:.4f} * z {self.b:+.4f})"
+        if self.method == Method.ISOTONIC:
+            return (f"isotonic: {len(self.knots)} blocks, rates {self.values[0]:.4f}..{self.values[-1]:.4f}"
+                    if self.knots else "isotonic: empty")
+        return "none"
+
+
+def _fit_platt(y: np.ndarray, z: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Maximum-likelihood a, b of sigmoid(a z + b) by Newton's method (a 2x2 system), with a tiny
+    ridge so that a split of one class or constant logits still gives finite numbers."""
+    x = np.stack([z, np.ones_like(z)], axis=1)
+    w = np.array([1.0, 0.0])
+    ridge = 1e-9 * y.size
+    for _ in range(iterations):
+        p = _sigmoid(x @ w)
+        grad = x.T @ (p - y) + ridge * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w = w - step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+def _fit_isotonic(y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pool adjacent violators over the rows sorted by logit (rows of equal logit pooled first);
+    returns the blocks' centres (mean logit) and click rates, both strictly increasing."""
+    order = np.argsort(z, kind="mergesort")
+    zs, ys = z[order], y[order]
+    uniq, start = np.unique(zs, return_index=True)
+    counts = np.diff(np.append(start, zs.size)).astype(np.float64)
+    sums_y = np.add.reduceat(ys, start)
+    sums_z = uniq * counts
+    # A stack of blocks: pooled while a block's rate is not above the one before it.
+    bn, by, bz = [], [], []
+    for n, sy, sz in zip(counts, sums_y, sums_z):
+        bn.append(n), by.append(sy), bz.append(sz)
+        while len(bn) > 1 and by[-2] / bn[-2] >= by[-1] / bn[-1]:
+            n2, y2, z2 = bn.pop(), by.pop(), bz.pop()
+            bn[-1] += n2
+            by[-1] += y2
+            bz[-1] += z2
+    # Join runs of neighbouring blocks into blocks of >= sqrt(rows) rows; a joined rate lies between
+    # its parts', so the rates still strictly increase.
+    min_rows = math.ceil(math.sqrt(y.size))
+    jn, jy, jz = [], [], []
+    acc = [0.0, 0.0, 0.0]
+    for n, sy, sz in zip(bn, by, bz):
+        acc = [acc[0] + n, acc[1] + sy, acc[2] + sz]
+        if acc[0] >= min_rows:
+            jn.append(acc[0]), jy.append(acc[1]), jz.append(acc[2])
+            acc = [0.0, 0.0, 0.0]
+    if acc[0]:
+        if jn:
+            jn[-1] += acc[0]
+            jy[-1] += acc[1]
+            jz[-1] += acc[2]
+        else:
+            jn, jy, jz = [acc[0]], [acc[1]], [acc[2]]
+    jn, jy, jz = np.array(jn), np.array(jy), np.array(jz)
+    values = np.clip(jy / jn, _EPS, 1 - _EPS)
+    return jz / jn, values
+
+
+def _tf_interp(logits, knots, values):
+    """Linear interpolation of `values` over increasing `knots`, flat beyond both ends."""
+    import tensorflow as tf
+    if len(knots) == 1:  # one block: one rate for every row
+        return tf.fill(tf.shape(logits), tf.constant(values[0], tf.float32))
+    xs = tf.constant(np.asarray(knots, np.float32))
+    ys = tf.constant(np.asarray(values, np.float32))
+    z = tf.clip_by_value(logits, xs[0], xs[-1])
+    flat = tf.reshape(z, [-1])
+    i = tf.clip_by_value(tf.searchsorted(xs, flat, side="right") - 1, 0, len(knots) - 2)
+    x0, x1 = tf.gather(xs, i), tf.gather(xs, i + 1)
+    y0, y1 = tf.gather(ys, i), tf.gather(ys, i + 1)
+    t = tf.math.divide_no_nan(flat - x0, x1 - x0)  # two centres equal in float32: take the first
+    return tf.reshape(y0 + t * (y1 - y0), tf.shape(logits))
