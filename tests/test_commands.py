@@ -70,3 +70,11 @@ def test_serving_benchmark_prints_its_table():
     # the ratio goals come from their own paired rounds, whatever cells the table had
     assert re.search(r"gRPC time / in-process time at 128 rows: [\d.]+x \(rounds [\d.]+-[\d.]+\)", out), out
     assert re.search(r"batching / unbatched req/s, 1 row, concurrency 32: [\d.]+x \(rounds", out), out
+
+
+def test_calibration_benchmark_prints_its_table(tmp_path):
+    out = run("pipelines.benchmark_calibration", "--rows=6000", "--heldout_rows=1000", "--rates=1,0.5",
+              "--calibrations=platt,isotonic", "--epochs=1", "--hidden_units=16", f"--work_dir={tmp_path}")
+    table = out[out.index("DeepFM (deepfm.flags) exports scored on 1,000 held-out planted rows"):]
+    for row in ("rate 1 ", "rate 1, platt", "rate 1, isotonic", "rate 0.5", "Bayes-optimal"):
+        assert f"\n{row}" in table, table
