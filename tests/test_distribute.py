@@ -45,7 +45,7 @@ sys.path.insert(0, {ROOT!r})
 import ctr_tf, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from absl import app
+from ctr_tf import flags as ctr_flags
 from ctr_tf import train, trainer
 orig = trainer.make_strategy
 def make(kind):
@@ -55,7 +55,7 @@ def make(kind):
 trainer.make_strategy = make
 sys.argv = {train_args(data_dir, md, "mirrored")[3:]!r}
 sys.argv.insert(0, "train")
-app.run(train.main)
+ctr_flags.run_app(train.main, "train")
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -96,11 +96,11 @@ for i in range(2):
     tf.distribute.Server(spec, job_name="worker", task_index=i, config=worker_config, protocol="grpc")
 tf.distribute.Server(spec, job_name="ps", task_index=0, protocol="grpc")
 os.environ["TF_CONFIG"] = json.dumps({{"cluster": cluster, "task": {{"type": "chief", "index": 0}}}})
-from absl import app
+from ctr_tf import flags as ctr_flags
 from ctr_tf import train
 sys.argv = ["train"] + {train_args(data_dir, md, "parameter_server")[3:]!r}
 try:
-    app.run(train.main)
+    ctr_flags.run_app(train.main, "train")
 except SystemExit as e:
     if e.code is not None and not isinstance(e.code, int):
         print(e.code, file=sys.stderr)
