@@ -18,7 +18,9 @@ flags.DEFINE_enum("input_format", "auto", ("auto",) + formats.FORMATS, "Input fo
 flags.DEFINE_enum("categorical_encoding", "vocab", convert.ENCODINGS,
                   "vocab: vocabulary from the training split; hash: hash buckets per field.")
 flags.DEFINE_integer("min_count", 2, "Vocabulary mode: values seen fewer times in train map to the field's OOV id.")
-flags.DEFINE_integer("hash_buckets", 100_000, "Hash mode: buckets per field (plus one id for missing).")
+flags.DEFINE_string("hash_buckets", "100000", "Hash mode: buckets per field (plus one id for missing): one size "
+                    "for every field, or per field with a default for the rest, e.g. "
+                    "C3=10000000,C12=8000000,default=100000 (MLPerf's per-feature cap on Criteo 1TB).")
 flags.DEFINE_enum("dense_transform", "auto", convert.DENSE_TRANSFORMS,
                   "log1p, bucketize (BARS floor(ln(x)^2) categorical buckets), minmax (PaddleRec constants), "
                   "identity; auto = identity for paddlerec_slot (already scaled), else log1p.")
@@ -43,10 +45,11 @@ def config_from_flags() -> convert.ConvertConfig:
         split = tuple(float(x) for x in FLAGS.split)
     except ValueError:
         raise ValueError(f"--split={','.join(FLAGS.split)!r}: expected three numbers, e.g. 8,1,1") from None
+    hash_default, hash_fields = convert.parse_hash_buckets(FLAGS.hash_buckets)
     return convert.ConvertConfig(
         inputs=tuple(FLAGS.input), output_dir=FLAGS.output_dir, input_format=FLAGS.input_format,
         categorical_encoding=FLAGS.categorical_encoding, min_count=FLAGS.min_count,
-        hash_buckets=FLAGS.hash_buckets, dense_transform=FLAGS.dense_transform,
+        hash_buckets=hash_default, field_hash_buckets=hash_fields, dense_transform=FLAGS.dense_transform,
         missing_indicator=FLAGS.missing_indicator, split=split, valid_inputs=tuple(FLAGS.valid_input),
         test_inputs=tuple(FLAGS.test_input), seed=FLAGS.seed, block_rows=FLAGS.block_rows,
         rows_per_shard=FLAGS.rows_per_shard, compression="GZIP" if FLAGS.compression == "gzip" else "",

@@ -318,3 +318,32 @@ def test_criteo_tsv_with_a_header_line_uses_it(tmp_path):
     schema = helpers.convert(path, tmp_path / "out", split=(1, 0, 0))
     assert schema.info["sources"][0]["has_header"] is True
     assert (schema.info["rows_read"], schema.info["rows_written"], schema.info["rejected_rows"]) == (2, 2, 0)
+
+
+def test_per_field_hash_sizes_reach_the_schema_the_records_and_the_export_preprocessing(tmp_path):
+    from ctr_tf import preprocessing
+    from ctr_tf.data import convert_config
+    assert convert_config.parse_hash_buckets("5000") == (5000, ())
+    assert convert_config.parse_hash_buckets("C3=50,C12=7,default=1000") == (1000, (("C3", 50), ("C12", 7)))
+    synthetic.write(str(tmp_path / "s.tsv"), 3000, seed=4, scale=0.001)
+    schema = helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "out", categorical_encoding="hash",
+                             hash_buckets=1000, field_hash_buckets=(("C3", 50), ("C12", 7)), split=(1.0, 0.0, 0.0))
+    sizes = {f.name: f.vocab_size for f in schema.categorical_features}
+    assert sizes["C3"] == 51 and sizes["C12"] == 8 and sizes["C1"] == 1001 and len(set(sizes.values())) == 3
+    assert {f.name: f.params["hash_buckets"] for f in schema.categorical_features}["C3"] == 50
+    _, _, cat = helpers.all_rows(schema)
+    names = [f.name for f in schema.categorical_features]
+    for j, name in enumerate(names):
+        assert cat[:, j].min() >= 0 and cat[:, j].max() < sizes[name], name
+    assert len(np.unique(cat[:, names.index("C12")])) <= 8
+    # the export's in-graph preprocessing hashes each field into its own size, as the converter did
+    lines = [ln.rstrip("\n").split("\t") for ln in open(tmp_path / "s.tsv")][:200]
+    feats = {f"I{i}": tf.constant([float(r[i]) if r[i] else np.nan for r in lines], tf.float32) for i in range(1, 14)}
+    feats.update({f"C{j}": tf.constant([r[13 + j] for r in lines]) for j in range(1, 27)})
+    _, served_cat = preprocessing.Preprocessor(schema)(feats)
+    np.testing.assert_array_equal(served_cat.numpy(), cat[:200])  # one split: the records keep file order
+    with pytest.raises(ValueError, match="names C99, not a categorical field"):
+        helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "bad", categorical_encoding="hash",
+                        field_hash_buckets=(("C99", 5),))
+    with pytest.raises(ValueError, match="needs --categorical_encoding=hash"):
+        helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "bad2", field_hash_buckets=(("C3", 5),))

@@ -33,7 +33,8 @@ from ctr_tf import preprocessing
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import formats, parsers, reader, records, report, shards, synthetic
 from ctr_tf.data.convert_config import (DENSE_TRANSFORMS, ENCODINGS, SPLITS,  # noqa: F401  (public names)
-                                        ConversionError, ConvertConfig, build_features, resolve_dense_transform)
+                                        ConversionError, ConvertConfig, build_features, parse_hash_buckets,
+                                        resolve_dense_transform)
 from ctr_tf.data.report import summary_table  # noqa: F401  (public name)
 
 

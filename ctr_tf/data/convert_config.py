@@ -26,6 +26,8 @@ class ConvertConfig:
     categorical_encoding: str = "vocab"
     min_count: int = 2
     hash_buckets: int = 100_000
+    # Per-field sizes that replace hash_buckets for the fields they name: ((field, buckets), ...).
+    field_hash_buckets: tuple[tuple[str, int], ...] = ()
     dense_transform: str = "auto"
     missing_indicator: bool = False
     split: tuple[float, ...] = (8.0, 1.0, 1.0)
@@ -52,8 +54,12 @@ class ConvertConfig:
             bad("dense_transform", self.dense_transform, f"expected one of {', '.join(DENSE_TRANSFORMS)}")
         if self.min_count < 1:
             bad("min_count", self.min_count, "must be >= 1")
-        if not 1 <= self.hash_buckets <= 2**31 - 2:
-            bad("hash_buckets", self.hash_buckets, "must be in [1, 2^31 - 2]")
+        for name, size in (("default", self.hash_buckets), *self.field_hash_buckets):
+            if not isinstance(size, int) or not 1 <= size <= 2**31 - 2:
+                bad("hash_buckets", f"{name}={size}" if name != "default" else size, "must be in [1, 2^31 - 2]")
+        names = [n for n, _ in self.field_hash_buckets]
+        if len(set(names)) != len(names):
+            bad("hash_buckets", ",".join(names), "names a field twice")
         if len(self.split) != 3 or any(r < 0 or not math.isfinite(r) for r in self.split) or sum(self.split) <= 0:
             bad("split", ",".join(map(str, self.split)), "expected three non-negative ratios train,valid,test, e.g. 8,1,1")
         if self.compression not in ("", "GZIP"):
@@ -62,6 +68,29 @@ class ConvertConfig:
             bad("max_reject_rate", self.max_reject_rate, "must be in [0, 1]")
         if self.block_rows < 1 or self.rows_per_shard < self.block_rows:
             bad("rows_per_shard", self.rows_per_shard, "must be >= block_rows >= 1")
+
+
+def parse_hash_buckets(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """--hash_buckets: one size for every field ("100000"), or sizes per field with a default for
+    the rest ("C3=10000000,C12=8000000,default=100000"); returns (default, ((field, size), ...))."""
+    spec = str(spec).strip()
+    default, per_field = 100_000, []
+    if "=" not in spec:
+        try:
+            return int(spec.replace("_", "")), ()
+        except ValueError:
+            raise ValueError(f"--hash_buckets={spec!r}: expected a number, or FIELD=N,...,default=N") from None
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            size = int(value.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"--hash_buckets={spec!r}: {part!r} is not FIELD=N") from None
+        if name.strip() == "default":
+            default = size
+        else:
+            per_field.append((name.strip(), size))
+    return default, tuple(per_field)
 
 
 def resolve_dense_transform(fmt: str, name: str) -> str:
@@ -85,12 +114,19 @@ def build_features(fmt: str, cfg: ConvertConfig, vocab_sizes: dict | None = None
             features.append(schema_lib.FeatureSpec(name, schema_lib.DENSE, name, dense_transform, params=params))
         if cfg.missing_indicator:
             features.append(schema_lib.FeatureSpec(f"{name}_missing", schema_lib.DENSE, name, "missing_indicator"))
-    for name in (n for n, t in formats.raw_inputs(fmt) if t == "string"):
+    string_inputs = [n for n, t in formats.raw_inputs(fmt) if t == "string"]
+    per_field = dict(cfg.field_hash_buckets)
+    if cfg.categorical_encoding == "hash" and set(per_field) - set(string_inputs):
+        raise ValueError(f"--hash_buckets names {', '.join(sorted(set(per_field) - set(string_inputs)))}, not a "
+                         f"categorical field of {fmt}; its fields: {', '.join(string_inputs)}")
+    if per_field and cfg.categorical_encoding != "hash":
+        raise ValueError("--hash_buckets per field needs --categorical_encoding=hash")
+    for name in string_inputs:
         params = {"last_chars": 2} if (fmt == "avazu_csv" and name == "hour") else {}
         group = field_groups.feature_group(fmt, name)
         if cfg.categorical_encoding == "hash":
-            params["hash_buckets"] = cfg.hash_buckets
-            size = cfg.hash_buckets + 1
+            params["hash_buckets"] = per_field.get(name, cfg.hash_buckets)
+            size = params["hash_buckets"] + 1
         else:
             params.update({"vocab_file": f"vocab/{name}.txt", "min_count": cfg.min_count,
                            "missing_id": preprocessing.MISSING_ID, "oov_id": preprocessing.OOV_ID})
