@@ -56,9 +56,13 @@ class SettleTableL2(tf.keras.callbacks.Callback):
     (optimizers.LazyAdam.settle), before the callbacks after it evaluate, checkpoint or keep the
     weights."""
 
+    seconds = 0.0
+
     def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
         optimizer = self.model.optimizer
         getattr(optimizer, "inner_optimizer", optimizer).settle()  # under a loss scale, the LazyAdam inside
+        self.seconds += time.perf_counter() - t0
 
 
 class EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -67,9 +71,12 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
     def __init__(self, manager):
         super().__init__()
         self.manager = manager
+        self.seconds = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
         self.manager.save(checkpoint_number=epoch)
+        self.seconds += time.perf_counter() - t0
 
 
 class StepScalars(tf.keras.callbacks.Callback):

@@ -37,10 +37,18 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 
 class ServingModule(tf.Module):
+    """What the SavedModel holds: the preprocessing, the model's weights and the signatures.
+
+    The Keras model itself is not an attribute (only a closure of the traced functions): a
+    trained model tracks its optimizer, whose Adam slots are twice the tables, and saving through
+    it would need a serving twin of the model to leave them out. Tracking the weights alone lets
+    the trained model be exported as it is, with no second copy of its tables."""
+
     def __init__(self, model: tf.keras.Model, schema: schema_lib.Schema, logit_shift: float = 0.0,
                  calibration=None):
         super().__init__(name="ctr_serving")
-        self.model = model
+        self._call_model = _ModelCall(model)
+        self.model_weights = list(model.weights)
         self.logit_shift = float(logit_shift)
         self.calibration = calibration
         self.preprocessor = preprocessing.Preprocessor(schema)
@@ -55,7 +63,7 @@ class ServingModule(tf.Module):
 
     def _logits(self, features):
         dense, cat = self.preprocessor(features)
-        z = tf.cast(self.model({"dense": dense, "cat": cat}, training=False), tf.float32)
+        z = tf.cast(self._call_model({"dense": dense, "cat": cat}), tf.float32)
         if self.logit_shift:
             z = z + tf.constant(self.logit_shift, tf.float32)
         return {"logits": z}
@@ -68,6 +76,16 @@ class ServingModule(tf.Module):
         p = self._probability(tf.io.parse_example(inputs, self.example_spec))[OUTPUT]
         return {"scores": tf.concat([1 - p, p], axis=1),
                 "classes": tf.tile(tf.constant([["0", "1"]]), [tf.shape(p)[0], 1])}
+
+
+class _ModelCall:
+    """A model's inference call, held where tf.Module's tracking does not follow."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __call__(self, inputs):
+        return self._model(inputs, training=False)
 
 
 def set_method_name(saved_model_dir: str, signature: str, method: str) -> None:

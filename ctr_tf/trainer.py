@@ -86,6 +86,7 @@ class Run:
         self.scorer = Scorer(self.model, self.logit_shift)
         self.calibration = None  # fitted by prepare_calibration() for the epoch that is exported
         self.epoch_in_model = None
+        self.timings = {}  # seconds of the stages of this run, written to timings.json
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,
@@ -200,8 +201,11 @@ class Run:
         steps_before, t0 = int(tf.keras.backend.get_value(self.optimizer.iterations)), time.perf_counter()
         self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                        verbose=1 if sys.stdout.isatty() else 2, **fit_kwargs)
-        # Time in fit, less the per-epoch validation: what training itself took.
-        seconds = time.perf_counter() - t0 - sum(c.seconds for c in callbacks if isinstance(c, ExactEvaluation))
+        # Time in fit, less the per-epoch validation, settle and checkpoint: what training itself took.
+        spent = {kind: sum(c.seconds for c in callbacks if isinstance(c, cls)) for kind, cls in
+                 (("evaluation", ExactEvaluation), ("settle", SettleTableL2), ("checkpoint", EpochCheckpoint))}
+        self.timings.update({f"{k}_seconds": v for k, v in spent.items()})
+        seconds = time.perf_counter() - t0 - sum(spent.values())
         steps = int(tf.keras.backend.get_value(self.optimizer.iterations)) - steps_before
         if self.manager.latest_checkpoint:
             self.epoch_in_model = int(self.manager.latest_checkpoint.rsplit("-", 1)[1])
@@ -210,8 +214,12 @@ class Run:
         else:
             rows = self.schema.split_rows(self.cfg.data.train_split)
             examples = round(steps / math.ceil(rows / self.t.batch_size) * rows)
-        return {"steps": steps, "examples": examples, "seconds": seconds,
-                "examples_per_second": examples / seconds if seconds > 0 else float("nan")}
+        result = {"steps": steps, "examples": examples, "seconds": seconds,
+                  "examples_per_second": examples / seconds if seconds > 0 else float("nan")}
+        self.timings.update({f"train_{k}": v for k, v in result.items()})
+        print(f"training: {steps:,} steps, {examples:,} examples in {seconds:.1f} s: "
+              f"{result['examples_per_second']:,.0f} examples/s", flush=True)
+        return result
 
     def prepare_calibration(self):
         """With --calibration: the map for the weights in the model (the epoch to export), fitted on
@@ -297,15 +305,24 @@ class Run:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to export")
 
     def export(self) -> str:
-        """Exports a float32 twin of the model holding its weights: float32 whatever the training
-        precision (fast on CPU servers), and built outside the distribution strategy, so that saving
-        it needs no other worker (a multi-worker model's variables would ask for collectives)."""
-        with precision("float32"):  # a no-op unless training ran under mixed precision
-            serving_model = models.build(self.schema, self.cfg.model)
-        serving_model.set_weights(self.model.get_weights())
+        """Exports the model with float32 weights. A float32 model trained without a distribution
+        strategy is exported as it is (no second copy of its tables: at Kaggle's full size that
+        copy was gigabytes). Otherwise a float32 twin holding its weights is exported: float32
+        whatever the training precision (fast on CPU servers), and built outside the distribution
+        strategy, so that saving it needs no other worker (a multi-worker model's variables would
+        ask for collectives)."""
+        t0 = time.perf_counter()
+        as_is = self.t.strategy == cfg_lib.Strategy.DEFAULT and self.t.precision == cfg_lib.Precision.FLOAT32
+        if as_is:
+            serving_model = self.model
+        else:
+            with precision("float32"):  # a no-op unless training ran under mixed precision
+                serving_model = models.build(self.schema, self.cfg.model)
+            serving_model.set_weights(self.model.get_weights())
         path = export_lib.export(serving_model, self.schema, self.t.resolved_export_dir,
                                  self.t.model_name or self.cfg.model.name, logit_shift=self.logit_shift,
                                  calibration=self.calibration)
+        self.timings["export_seconds"] = time.perf_counter() - t0
         print(f"exported SavedModel: {path}", flush=True)
         return path
 
@@ -319,6 +336,12 @@ class Run:
         np.savetxt(out, probabilities(z, self.calibration), fmt="%.6f")
         print(f"wrote {len(z):,} probabilities to {out}", flush=True)
         return out
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _metrics_line(label: str, m: dict) -> str:
@@ -341,6 +364,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
     out = {"model_dir": cfg.train.model_dir}
     if mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
         out["train"] = r.train()
+        r.timings["peak_rss_after_training_mb"] = _peak_rss_mb()
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
             if cfg.train.early_stopping_patience:
                 r.restore_for_export()  # the best validation epoch, whether or not training stopped early
@@ -358,4 +382,8 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         out["predictions"] = r.predict()
     if not r.chief:
         shutil.rmtree(r.model_dir, ignore_errors=True)
+    elif r.timings:
+        r.timings["peak_rss_mb"] = _peak_rss_mb()
+        out["timings"] = r.timings
+        _write_atomically(os.path.join(cfg.train.model_dir, "timings.json"), json.dumps(r.timings, indent=1) + "\n")
     return out
