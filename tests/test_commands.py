@@ -78,3 +78,14 @@ def test_calibration_benchmark_prints_its_table(tmp_path):
     table = out[out.index("DeepFM (deepfm.flags) exports scored on 1,000 held-out planted rows"):]
     for row in ("rate 1 ", "rate 1, platt", "rate 1, isotonic", "rate 0.5", "Bayes-optimal"):
         assert f"\n{row}" in table, table
+
+
+def test_scale_benchmark_prints_its_table_with_peak_memory_per_stage(tmp_path):
+    out = run("pipelines.benchmark_scale", "--rows=3000", "--scale=0.001", "--table_scale=0.0005",
+              "--small_table=2000", f"--work_dir={tmp_path}")
+    table = out[out.index("Kaggle-size benchmark, 3,000 synthetic rows"):]
+    for stage in ("convert: vocab", "convert: hash_full", "train: deepfm_small_a", "train: deepfm_full",
+                  "checkpoint write", "settle (table L2)", "export", "serve: load + first request"):
+        assert f"\n{stage}" in table or f"\n  {stage}" in table, stage
+    assert re.search(r"\ntrain: deepfm_full +[\d.]+ +[\d.]+ +[\d,]+ examples/s", table), table
+    assert "whole run's peak / training state" in table and "PROJECTION, not measured" in table
