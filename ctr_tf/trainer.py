@@ -87,6 +87,7 @@ class Run:
         self.calibration = None  # fitted by prepare_calibration() for the epoch that is exported
         self.epoch_in_model = None
         self.timings = {}  # seconds of the stages of this run, written to timings.json
+        self._first_epoch = 0  # the epoch this process's training starts at (after a resume: not 0)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,
@@ -117,7 +118,9 @@ class Run:
             ds = records.make_dataset(self.schema, split, self.t.batch_size, shuffle=not self.t.deterministic,
                                       seed=self.t.seed, repeat=self.t.steps_per_epoch > 0,
                                       shuffle_blocks=self.cfg.data.shuffle_blocks,
-                                      negative_rate=self.t.negative_downsampling)
+                                      negative_rate=self.t.negative_downsampling,
+                                      # a resumed run draws anew rather than replaying epoch 0's negatives
+                                      sampling_seed=self.t.seed * 1_000_003 + self._first_epoch)
         else:
             ds = records.make_dataset(self.schema, split, self.t.eval_batch_size)
         if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -162,6 +165,7 @@ class Run:
         """
         extra_callbacks = list(callbacks)
         initial_epoch = self.restore_latest()
+        self._first_epoch = initial_epoch
         if initial_epoch == 0 and self.t.warm_start_from:
             self.warm_start()
         if initial_epoch >= self.t.epochs:

@@ -62,14 +62,14 @@ def read_all(files: list[str], schema: schema_lib.Schema):
 def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuffle: bool = False,
                  seed: int | None = None, repeat: bool = False, drop_remainder: bool = False,
                  files: list[str] | None = None, shuffle_blocks: int = 16,
-                 negative_rate: float = 1.0) -> tf.data.Dataset:
+                 negative_rate: float = 1.0, sampling_seed: int | None = None) -> tf.data.Dataset:
     """Batches of ({"dense": [B, D] f32, "cat": [B, C] i32}, label [B, 1] f32) from one split.
 
     Shuffling permutes shard order, mixes `shuffle_blocks` blocks in a buffer and permutes the
     rows inside each block; evaluation reads in file order. negative_rate < 1 keeps every positive
     row and each negative with that probability: a fresh draw on every pass over the data,
-    deterministic for a seed (each block's draw is seeded from a seeded random stream that starts
-    anew, differently, on every iteration).
+    deterministic for a seed (each block's draw is seeded from a random stream seeded with
+    `sampling_seed`, default `seed`, that starts anew, differently, on every iteration).
     """
     explicit_files = files
     files = files if files is not None else schema.split_files(split)
@@ -92,7 +92,7 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
     ds = ds.map(lambda r: decode_block(r, num_dense, num_cat), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     if negative_rate < 1.0:
-        ds = _downsample_negatives(ds, negative_rate, seed)
+        ds = _downsample_negatives(ds, negative_rate, seed if sampling_seed is None else sampling_seed)
     if shuffle:
         ds = ds.shuffle(shuffle_blocks, seed=seed, reshuffle_each_iteration=True)
 
