@@ -347,3 +347,48 @@ def test_per_field_hash_sizes_reach_the_schema_the_records_and_the_export_prepro
                         field_hash_buckets=(("C99", 5),))
     with pytest.raises(ValueError, match="needs --categorical_encoding=hash"):
         helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "bad2", field_hash_buckets=(("C3", 5),))
+
+
+def test_one_parse_vocabulary_matches_a_brute_force_reference(tmp_path):
+    """Vocabulary mode parses the text once (provisional ids, a binary form, a remap): its
+    vocabularies and records equal a plain Python count over the training split's lines, with
+    values first met in validation or test rows, stripped lines the slow parser pads, and rejects."""
+    synthetic.write(str(tmp_path / "s.tsv"), 3000, seed=9, scale=0.0003)
+    lines = open(tmp_path / "s.tsv").read().splitlines()
+    lines[5] = lines[5].rsplit("\t", 3)[0]          # trailing fields stripped: the slow path pads them
+    lines[7] = "1\tnot-a-number" + lines[7][1:]     # rejected
+    path = write(tmp_path / "in.tsv", "\n".join(lines) + "\n")
+    schema = helpers.convert(path, tmp_path / "out", min_count=3, block_rows=100, seed=4)
+    # the reference: every line's split from (seed, file, line number), as the converter draws it
+    cum = np.cumsum(np.array([8.0, 1.0, 1.0]) / 10)[:-1]
+    split = convert.shards.split_ids(4, 0, np.arange(1, len(lines) + 1, dtype=np.int64), cum)
+    rows = {s: [] for s in range(3)}
+    first_train, early = {}, 0
+    for i, line in enumerate(lines):
+        if i == 7:
+            continue
+        fields = line.split("\t") + [""] * (40 - len(line.split("\t")))
+        rows[int(split[i])].append(fields[14:40])
+        if split[i] == 0:
+            for j, v in enumerate(fields[14:40]):
+                first_train.setdefault((j, v), i)
+    for i, line in enumerate(lines):  # values of validation/test rows met there before any training row
+        if split[i] != 0 and i != 7:
+            early += sum(first_train.get((j, v), -1) > i for j, v in enumerate(line.split("\t")[14:40]) if v)
+    counts = [dict() for _ in range(26)]
+    for cats in rows[0]:
+        for j, v in enumerate(cats):
+            if v:
+                counts[j][v] = counts[j].get(v, 0) + 1
+    vocab = [sorted((-n, v) for v, n in c.items() if n >= 3) for c in counts]
+    ids = [{v: preprocessing.VOCAB_OFFSET + r for r, (_, v) in enumerate(voc)} for voc in vocab]
+    for j, f in enumerate(schema.categorical_features):
+        assert open(schema.path(f.params["vocab_file"])).read().splitlines() == [v for _, v in vocab[j]]
+        assert f.vocab_size == len(vocab[j]) + preprocessing.VOCAB_OFFSET
+    assert early > 0
+    for s_i, s in enumerate(("train", "valid", "test")):
+        _, _, cat = records.read_all(schema.split_files(s), schema)
+        expected = np.array([[0 if not v else ids[j].get(v, preprocessing.OOV_ID) for j, v in enumerate(cats)]
+                             for cats in rows[s_i]], np.int32)
+        np.testing.assert_array_equal(cat, expected)
+    assert schema.info["rejected_rows"] == 1 and not os.path.exists(tmp_path / "out" / ".parsed")

@@ -2,8 +2,9 @@
 
 The steps, each under its own name:
   1. sources      detect each file's layout and parser (`reader`, `formats`);
-  2. vocabulary   in vocabulary mode, count the training split's values (`count_vocabulary`) and
-                  write vocab/<field>.txt;
+  2. vocabulary   in vocabulary mode, the write pass parses once, counting the training split's
+                  values and keeping the rows in a binary form; then vocab/<field>.txt is
+                  written and a remap pass writes the shards (`_VocabularyPass`);
   3. features     the schema's features follow from the config (`convert_config.build_features`);
   4. write pass   parse, transform (ctr_tf.preprocessing, the same ops serving runs), assign each
                   row to a split, write packed blocks, log rejects (`_WritePass`, `shards`);
@@ -96,76 +97,6 @@ class Converter:
             return np.full(len(line_nos), SPLITS.index(src.split), np.int8)
         return shards.split_ids(self.cfg.seed, src.index, line_nos, self.cum)
 
-    # -- pass 1: vocabulary counts over the training split
-    def count_vocabulary(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Pass 1: per field, the training split's values seen >= min_count times, with counts.
-
-        Counts accumulate in TensorFlow hash tables (one per field): merging a chunk is one
-        lookup and one insert per field in C++, with no Python object per value.
-        """
-        names = self.sources[0].parser.cat_names
-        params = {f.source: f.params for f in build_features(self.format, self.cfg)
-                  if f.kind == schema_lib.CATEGORICAL and f.source in names}
-        tables = [tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0) for _ in names]
-
-        @tf.function(input_signature=[tf.TensorSpec([None, len(names)], tf.string)])
-        def unique_counts(cat):
-            out = []
-            for c, name in enumerate(names):
-                u, _, k = tf.unique_with_counts(preprocessing.normalize_strings(cat[:, c], params[name]),
-                                                out_idx=tf.int64)
-                out.append((u, k))
-            return out
-
-        pair = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64))
-
-        @tf.function(input_signature=[[pair] * len(names)])
-        def accumulate(uniques):
-            for table, (u, k) in zip(tables, uniques):
-                table.insert(u, table.lookup(u) + k)
-            return tf.constant(0)
-
-        def work(src, line_no, lines):
-            ok, _, _, cat = src.parser.fast(tf.constant(lines))
-            ok = ok.numpy()
-            train = self._split_of(src, np.arange(line_no, line_no + len(lines), dtype=np.int64)) == 0
-            return src, line_no, lines, np.flatnonzero(~ok), unique_counts(tf.boolean_mask(cat, ok & train))
-
-        start = time.time()
-        state = {"rows": 0, "bytes": 0}
-        progress = report.Progress(self.cfg.progress, self.total_bytes)
-
-        def consume(result):
-            src, line_no, lines, bad, uniq = result
-            accumulate(uniq)  # in the main thread, in input order: no two updates race
-            slow = src.parser.slow_rows(lines, bad, line_no)
-            train = self._split_of(src, slow.line_nos) == 0
-            if train.any():
-                accumulate(unique_counts(tf.constant(slow.cat[train])))
-            state["rows"] += len(lines)
-            state["bytes"] += sum(map(len, lines)) + len(lines)
-            progress.update("pass 1/2 vocabulary", state["rows"], state["bytes"], 0, start)
-
-        self._pipeline(work, consume)
-        progress.update("pass 1/2 vocabulary", state["rows"], state["bytes"], 0, start, force=True)
-        out = {}
-        for name, table in zip(names, tables):
-            keys, counts = table.export()
-            keep = tf.logical_and(counts >= self.cfg.min_count, tf.not_equal(keys, ""))
-            out[name] = (tf.boolean_mask(keys, keep).numpy(), tf.boolean_mask(counts, keep).numpy())
-        return out
-
-    def write_vocabularies(self, vocabularies, directory) -> dict[str, int]:
-        """vocab/<field>.txt, most frequent first (ties by value), one value a line; returns sizes."""
-        os.makedirs(os.path.join(directory, "vocab"), exist_ok=True)
-        sizes = {}
-        for name, (keys, counts) in vocabularies.items():
-            ordered = sorted(zip((-counts).tolist(), keys.tolist()))
-            with open(os.path.join(directory, "vocab", f"{name}.txt"), "wb") as f:
-                f.writelines(k + b"\n" for _, k in ordered)
-            sizes[name] = len(ordered)
-        return sizes
-
     @property
     def total_bytes(self) -> int:
         return sum(os.path.getsize(s.path) for s in self.sources)
@@ -191,14 +122,19 @@ class Converter:
 
     def _run_into(self, tmp) -> schema_lib.Schema:
         t0 = time.time()
-        vocab_sizes = None
         if self.cfg.categorical_encoding == "vocab":
-            vocab_sizes = self.write_vocabularies(self.count_vocabulary(), tmp)
-        draft = self._draft_schema(tmp, build_features(self.format, self.cfg, vocab_sizes))
-        label = "pass 2/2 write" if vocab_sizes is not None else "pass 1/1 write"
-        write = _WritePass(self, draft, tmp, label)
-        self._pipeline(write.work, write.consume)
-        splits = write.finish()
+            # One parse: vocabulary ids are known only once the training split is counted.
+            write = _VocabularyPass(self, self._draft_schema(tmp, build_features(self.format, self.cfg)), tmp)
+            self._pipeline(write.work, write.consume)
+            vocab_sizes = write.finish_parse(tmp)
+            draft = self._draft_schema(tmp, build_features(self.format, self.cfg, vocab_sizes))
+            write.remap_and_write()
+            splits = write.summarize()
+        else:
+            draft = self._draft_schema(tmp, build_features(self.format, self.cfg))
+            write = _WritePass(self, draft, tmp, "pass 1/1 write")
+            self._pipeline(write.work, write.consume)
+            splits = write.finish()
         final = dataclasses.replace(draft, splits=splits, info=self._info(write, t0))
         schema_lib.save(final, tmp)
         return final
@@ -286,19 +222,22 @@ class _WritePass:
         return src, line_no, lines, ok.numpy(), label.numpy(), dense.numpy(), cat.numpy()
 
     def consume(self, result):
-        src, line_no, lines, ok, label, dense, cat = result
+        src, line_no, lines, ok, label, dense, cat, *extra = result
         line_nos = np.flatnonzero(ok).astype(np.int64) + line_no
         slow = src.parser.slow_rows(lines, np.flatnonzero(~ok), line_no)
+        order = None
         if len(slow.line_nos):  # rows the fast parser could not take, parsed one by one
             d2, c2 = self.transform(tf.constant(slow.dense), tf.constant(slow.cat))
+            order = np.argsort(np.concatenate([line_nos, slow.line_nos]), kind="stable")
             line_nos, (label, dense, cat) = parsers.merge_in_line_order(
                 line_nos, (label, dense, cat), slow.line_nos, (slow.label, d2.numpy(), c2.numpy()))
         self.rejects.add(src.path, slow.rejects)
         split_id = self.conv._split_of(src, line_nos)
+        cat = self.categorical_rows(split_id, cat, extra, slow, order)
         for s_i, s in enumerate(SPLITS):
             m = split_id == s_i
             if m.any():
-                self.writers[s].add(label[m], dense[m], cat[m])
+                self.add_rows(s, label[m], dense[m], cat[m])
                 if self.truth is not None:
                     self.truth_rows[s][0].append(label[m])
                     self.truth_rows[s][1].append(self.truth[line_nos[m] - 1 - int(src.layout.has_header)])
@@ -311,15 +250,20 @@ class _WritePass:
         if self.read >= 10_000:
             self.conv.check_reject_rate(self.rejected, self.read)
 
+    def categorical_rows(self, split_id, cat, extra, slow, order):
+        """The ids the rows are written with (here: as transformed; the vocabulary pass remaps)."""
+        return cat
+
+    def add_rows(self, split, label, dense, cat):
+        self.writers[split].add(label, dense, cat)
+
     def finish(self) -> dict:
         """Closes the shards; checks every input had rows and every row is accounted for; the splits."""
-        self.progress.update(self.label, self.read, self.bytes, self.rejected, self.start, force=True)
-        self.rejects.close()
-        for src in self.conv.sources:
-            if self.per_file[src.path]["rows_read"] == 0:
-                raise reader.InputError(f"input file {src.path} has no data rows"
-                                        + (" (only a header)" if src.layout.has_header else ""))
-        self.conv.check_reject_rate(self.rejected, self.read)
+        self.close_input()
+        return self.summarize()
+
+    def summarize(self) -> dict:
+        """Closes the shards; the splits' entries of the schema; checks every row is accounted for."""
         splits = {}
         for s, w in self.writers.items():
             entry = {"rows": w.rows, "files": w.close(), "labeled": w.labeled == w.rows and w.rows > 0,
@@ -334,6 +278,142 @@ class _WritePass:
             raise ConversionError(f"internal accounting error: {self.written} written + {self.rejected} "
                                   f"rejected != {self.read} read")
         return splits
+
+    def close_input(self):
+        """The end of the pass over the text: every input had rows, the reject rate holds."""
+        self.progress.update(self.label, self.read, self.bytes, self.rejected, self.start, force=True)
+        self.rejects.close()
+        for src in self.conv.sources:
+            if self.per_file[src.path]["rows_read"] == 0:
+                raise reader.InputError(f"input file {src.path} has no data rows"
+                                        + (" (only a header)" if src.layout.has_header else ""))
+        self.conv.check_reject_rate(self.rejected, self.read)
+
+
+class _VocabularyPass(_WritePass):
+    """Vocabulary mode with one parse of the text.
+
+    The write pass runs once over the text with the vocabulary fields left as values: each
+    normalized value gets a provisional id per field the first time it is seen (in input order, in
+    the main thread), the training rows' values are counted by those ids, and the rows go, split
+    by split and in order, to a flat binary form in the work directory (label float32, dense
+    float32 [D], categorical int32 [C]: final ids for the other fields, provisional ids for
+    vocabulary fields, -1 for missing). Then the vocabularies are cut (training count >=
+    min_count; most frequent first, ties by value), and a remap pass over the binary form turns
+    provisional ids into vocabulary ids (missing 0, out of vocabulary 1) and writes the shards.
+    The table of provisional ids holds every distinct value of every split (the two-pass
+    converter's held the training split's). The text is parsed once; what the
+    second pass reads is 4 bytes a value.
+    """
+
+    REMAP_ROWS = 1 << 18
+
+    def __init__(self, conv: Converter, draft: schema_lib.Schema, tmp: str):
+        super().__init__(conv, draft, tmp, "pass 1/2 parse + count")
+        names = conv.sources[0].parser.cat_names
+        self.vocab_cols = [(j, f) for j, f in enumerate(draft.categorical_features) if f.transform == "vocab"]
+        self.vocab_src = [names.index(f.source) for _, f in self.vocab_cols]
+        self.tables = [tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=-1)
+                       for _ in self.vocab_cols]
+        self.next_id = [0] * len(self.vocab_cols)
+        self.counts = [np.zeros(0, np.int64) for _ in self.vocab_cols]
+        self.final_ids: list[np.ndarray] = []
+        self.parsed_dir = os.path.join(tmp, ".parsed")
+        os.makedirs(self.parsed_dir)
+        self.parsed = {s: [open(os.path.join(self.parsed_dir, f"{s}.{part}"), "wb") for part in ("label", "dense", "cat")]
+                       for s in SPLITS}
+        self.dims = (draft.record_format["num_dense"], draft.record_format["num_categorical"])
+
+    def _normalized(self, cat_strings):
+        cols = [preprocessing.normalize_strings(cat_strings[:, c], f.params)
+                for c, (_, f) in zip(self.vocab_src, self.vocab_cols)]
+        return tf.stack(cols, axis=1) if cols else tf.zeros([tf.shape(cat_strings)[0], 0], tf.string)
+
+    def _parse_and_transform(self, parser):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def run(lines):
+            ok, label, dense_raw, cat_raw = parser.fast(lines)
+            dense, cat = self.preprocessor.transform(dense_raw, cat_raw)
+            return (ok, tf.boolean_mask(label, ok), tf.boolean_mask(dense, ok), tf.boolean_mask(cat, ok),
+                    tf.boolean_mask(self._normalized(cat_raw), ok))
+        return run
+
+    def work(self, src, line_no, lines):
+        if src.index not in self.fused:
+            self.fused[src.index] = self._parse_and_transform(src.parser)
+        ok, label, dense, cat, strings = self.fused[src.index](tf.constant(lines))
+        return src, line_no, lines, ok.numpy(), label.numpy(), dense.numpy(), cat.numpy(), strings
+
+    def categorical_rows(self, split_id, cat, extra, slow, order):
+        strings = extra[0]
+        if order is not None:
+            strings = tf.gather(tf.concat([strings, self._normalized(tf.constant(slow.cat))], 0), order)
+        cat = np.array(cat, np.int32)
+        train = split_id == 0
+        for v, (j, _) in enumerate(self.vocab_cols):
+            present = cat[:, j] != preprocessing.MISSING_ID  # the draft maps a present value to 1
+            uniq, idx = tf.unique(strings[:, v], out_idx=tf.int64)
+            idx = idx.numpy()
+            prov_u = self.tables[v].lookup(uniq).numpy()
+            # Every present value gets an id, whatever its split: a validation row may come before
+            # the value's first training row; only training rows are counted.
+            new = (prov_u < 0) & (np.bincount(idx[present], minlength=len(prov_u)) > 0)
+            if new.any():
+                ids = np.arange(self.next_id[v], self.next_id[v] + int(new.sum()), dtype=np.int64)
+                self.tables[v].insert(tf.boolean_mask(uniq, new), tf.constant(ids))
+                prov_u[new] = ids
+                self.next_id[v] += len(ids)
+            prov = prov_u[idx]
+            counted = np.bincount(prov[train & present], minlength=self.next_id[v])
+            self.counts[v] = np.concatenate([self.counts[v], np.zeros(self.next_id[v] - len(self.counts[v]), np.int64)])
+            self.counts[v] += counted
+            cat[:, j] = np.where(present, prov, -1)
+        return cat
+
+    def add_rows(self, split, label, dense, cat):
+        for f, a, dtype in zip(self.parsed[split], (label, dense, cat), ("<f4", "<f4", "<i4")):
+            np.ascontiguousarray(a, dtype).tofile(f)
+
+    def finish_parse(self, directory: str) -> dict[str, int]:
+        """Ends the parse; writes vocab/<field>.txt (most frequent first, ties by value); sizes."""
+        self.close_input()
+        for files in self.parsed.values():
+            for f in files:
+                f.close()
+        os.makedirs(os.path.join(directory, "vocab"), exist_ok=True)
+        sizes = {}
+        for v, (_, feat) in enumerate(self.vocab_cols):
+            keys, prov = (t.numpy() for t in self.tables[v].export())
+            counts = self.counts[v][prov]
+            keep = counts >= self.conv.cfg.min_count
+            ordered = sorted(zip((-counts[keep]).tolist(), keys[keep].tolist(), prov[keep].tolist()))
+            with open(os.path.join(directory, "vocab", f"{feat.source}.txt"), "wb") as f:
+                f.writelines(k + b"\n" for _, k, _ in ordered)
+            final = np.full(self.next_id[v], preprocessing.OOV_ID, np.int32)
+            final[[p for _, _, p in ordered]] = preprocessing.VOCAB_OFFSET + np.arange(len(ordered), dtype=np.int32)
+            self.final_ids.append(final)
+            sizes[feat.source] = len(ordered)
+        return sizes
+
+    def remap_and_write(self):
+        """Pass 2: the binary form, provisional ids to vocabulary ids, into the shards."""
+        num_dense, num_cat = self.dims
+        for s in SPLITS:
+            paths = [os.path.join(self.parsed_dir, f"{s}.{part}") for part in ("label", "dense", "cat")]
+            with open(paths[0], "rb") as fl, open(paths[1], "rb") as fd, open(paths[2], "rb") as fc:
+                while True:
+                    label = np.fromfile(fl, "<f4", count=self.REMAP_ROWS)
+                    if not len(label):
+                        break
+                    n = len(label)
+                    dense = np.fromfile(fd, "<f4", count=n * num_dense).reshape(n, num_dense)
+                    cat = np.fromfile(fc, "<i4", count=n * num_cat).reshape(n, num_cat)
+                    for (j, _), final in zip(self.vocab_cols, self.final_ids):
+                        c = cat[:, j]
+                        cat[:, j] = np.where(c >= 0, final[np.maximum(c, 0)] if len(final) else 0,
+                                             preprocessing.MISSING_ID)
+                    self.writers[s].add(label, dense, cat)
+        shutil.rmtree(self.parsed_dir)
 
 
 def convert(cfg: ConvertConfig) -> schema_lib.Schema:
