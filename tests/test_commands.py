@@ -54,6 +54,7 @@ def test_train_helpfull_documents_the_run_flags():
 def test_data_benchmark_prints_its_table(tmp_path):
     out = run("pipelines.benchmark_data", "--rows=20000", f"--work_dir={tmp_path}")
     assert "raw line read + split (Python, the floor)" in out and "TFRecord read + parse" in out
+    assert "convert, vocabulary (one parse + remap)" in out
 
 
 def test_train_benchmark_prints_its_table(tmp_path):
