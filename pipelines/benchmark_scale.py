@@ -187,8 +187,8 @@ def run(rows: int, scale: float, work: str, small_table: int, table_scale: float
         f"whole run's peak / training state: {t['peak_rss_mb'] / 1024:.2f} / {state:.2f} GB = "
         f"{t['peak_rss_mb'] / 1024 / state:.2f}x (goal <= 1.5x)",
         f"PROJECTION, not measured: one epoch over Kaggle's {KAGGLE_ROWS:,} rows here at {per_s:,.0f} examples/s: "
-        f"{KAGGLE_ROWS / per_s / 60:.0f} min; with mixed_bfloat16 at {bf16['rate']:,.0f} examples/s: "
-        f"{KAGGLE_ROWS / bf16['rate'] / 60:.0f} min (goal <= 20 min; training alone, without the evaluations)",
+        f"{KAGGLE_ROWS / per_s / 60:.1f} min; with mixed_bfloat16 at {bf16['rate']:,.0f} examples/s: "
+        f"{KAGGLE_ROWS / bf16['rate'] / 60:.1f} min (goal <= 20 min; training alone, without the evaluations)",
         f"PROJECTION, not measured: Criteo 1TB's {TERABYTE_ROWS:,} rows at this per-worker rate: "
         f"{TERABYTE_ROWS / per_s / 3600:.0f} worker-hours an epoch (e.g. {TERABYTE_ROWS / per_s / 3600 / 32:.1f} h on "
         "32 such workers if throughput scaled linearly, which parameter-server traffic will not quite allow)",
