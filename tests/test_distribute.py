@@ -112,3 +112,31 @@ os._exit(0)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_trained(str(md))
+
+
+def _trainer_flags(data_dir, model_dir, *extra):
+    """The trainer's flags of train_args without the program and the strategy (the launcher adds it)."""
+    return [a for a in train_args(data_dir, model_dir, "parameter_server", extra)[3:] if not a.startswith("--strategy")]
+
+
+def _leftover_tasks() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pipelines.local_cluster --serve_task" in line]
+
+
+def test_local_cluster_runs_ps_workers_and_chief_streams_their_logs_and_stops_them_all(data_dir, tmp_path):
+    md = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.local_cluster", "--workers=2", "--ps=1", "--",
+                           *_trainer_flags(data_dir, md)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for task in ("[chief] exported SavedModel", "[ps 0] ps 0 serving on 127.0.0.1:", "[worker 1] worker 1 serving"):
+        assert task in proc.stdout, task
+    assert_trained(str(md))
+    assert not _leftover_tasks()
+    # a run cut short: every task is stopped, the status says why
+    cut = subprocess.run([sys.executable, "-m", "pipelines.local_cluster", "--workers=1", "--ps=1", "--timeout=3",
+                          "--", *_trainer_flags(data_dir, tmp_path / "cut", "--epochs=50")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert cut.returncode == 124 and "--timeout=3 s reached" in cut.stdout, cut.stdout[-2000:]
+    assert not _leftover_tasks()
