@@ -35,7 +35,9 @@ class LazyAdam(tf.keras.optimizers.Adam):
     def __init__(self, learning_rate=0.001, table_l2=0.0, l2_tables=(), **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.table_l2 = float(table_l2)
-        self._l2_tables = list(l2_tables) if self.table_l2 > 0 else []
+        # A table sharded over parameter servers reaches update_step one shard at a time, each
+        # shard with its own slots: the L2's bookkeeping is per shard too.
+        self._l2_tables = [s for t in l2_tables for s in _shards(t)] if self.table_l2 > 0 else []
 
     def build(self, var_list):
         super().build(var_list)
@@ -139,6 +141,12 @@ class LazyAdam(tf.keras.optimizers.Adam):
 
     def get_config(self):
         return {**super().get_config(), "table_l2": self.table_l2}
+
+
+def _shards(table) -> list:
+    """The variables of a table: its shards when sharded (a ShardedVariable), else itself."""
+    sharded = getattr(tf.__internal__.distribute, "ShardedVariable", ())
+    return list(table.variables) if sharded and isinstance(table, sharded) else [table]
 
 
 def make(kind: Optimizer, learning_rate, clipnorm: float = 0.0, adam_epsilon: float = 1e-8,

@@ -150,3 +150,31 @@ def test_table_l2_is_applied_by_lazy_adam_or_by_the_loss_never_both():
         assert cfg_lib.ExperimentConfig(data, model, train).sparse_table_l2 == 0.0
     with pytest.raises(ValueError, match="lazy_adam"):
         optimizers.make(cfg_lib.Optimizer.ADAGRAD, 0.1, table_l2=1e-5)
+
+
+def test_sparse_table_l2_on_a_table_sharded_over_parameter_servers_equals_the_whole_table():
+    """ParameterServerStrategy's partitioner hands the optimizer a table shard by shard, each with
+    its own slots: the L2's per-row bookkeeping follows the shards, and the rows end where the
+    whole table's do."""
+    sharded_variable = tf.__internal__.distribute.ShardedVariable
+    rng = np.random.default_rng(0)
+    init = rng.normal(size=(10, 3)).astype(np.float32)
+    whole = tf.Variable(init, name="whole")
+    shards = sharded_variable([tf.Variable(init[:6], name="t/part_0"), tf.Variable(init[6:], name="t/part_1")])
+    one = optimizers.LazyAdam(0.01, table_l2=1e-2, l2_tables=[whole])
+    split = optimizers.LazyAdam(0.01, table_l2=1e-2, l2_tables=[shards])
+    for _ in range(8):
+        ids = rng.choice(10, 4, replace=False)
+        g = rng.normal(size=(4, 3)).astype(np.float32)
+        one.apply_gradients([(tf.IndexedSlices(tf.constant(g), tf.constant(ids, tf.int64), tf.constant([10, 3], tf.int64)),
+                              whole)])
+        pairs = []
+        for lo, hi, shard in ((0, 6, shards.variables[0]), (6, 10, shards.variables[1])):
+            m = (ids >= lo) & (ids < hi)
+            pairs.append((tf.IndexedSlices(tf.constant(g[m]), tf.constant(ids[m] - lo, tf.int64),
+                                           tf.constant([hi - lo, 3], tf.int64)), shard))
+        split.apply_gradients(pairs)
+    assert len(split._last_steps) == 2  # one per shard
+    one.settle()
+    split.settle()
+    np.testing.assert_allclose(np.concatenate([v.numpy() for v in shards.variables]), whole.numpy(), atol=1e-6)
