@@ -207,3 +207,16 @@ def test_keras_adam_moves_rows_a_step_did_not_touch_but_lazy_adam_does_not():
         rows_after[name] = snapshots
     np.testing.assert_array_equal(rows_after["lazy"][0], rows_after["lazy"][1])
     assert not np.allclose(rows_after["keras"][0], rows_after["keras"][1])
+
+
+def test_field_embedding_reads_a_table_sharded_over_parameter_servers_row_for_row():
+    """Under ParameterServerStrategy's partitioner the table is a ShardedVariable; unsorted ids
+    (tf.unique keeps first-seen order) must read the same rows as from one whole table."""
+    from ctr_tf.layers.embedding import FieldEmbedding
+    layer = FieldEmbedding(vocab_sizes=(50, 60, 70), dim=4, init_std=0.5)
+    ids = tf.constant(np.random.default_rng(1).integers(0, 50, size=(64, 3)), tf.int32)
+    whole = layer(ids).numpy()
+    table = layer.embeddings.numpy()
+    layer.embeddings = tf.__internal__.distribute.ShardedVariable(
+        [tf.Variable(table[:70], name="t/part_0"), tf.Variable(table[70:], name="t/part_1")])
+    np.testing.assert_array_equal(layer(ids).numpy(), whole)

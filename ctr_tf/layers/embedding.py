@@ -61,7 +61,10 @@ class FieldEmbedding(tf.keras.layers.Layer):
     def call(self, ids):
         rows = tf.cast(ids, tf.int64) + tf.constant(self.offsets)[None, :]
         unique_rows, position = tf.unique(tf.reshape(rows, [-1]))
-        emb = tf.gather(tf.gather(self.embeddings, unique_rows), position)
+        # embedding_lookup, not gather: on a table sharded over parameter servers (a
+        # ShardedVariable) gather returned wrong rows for unsorted ids; on one variable both are
+        # the same gather.
+        emb = tf.gather(tf.nn.embedding_lookup(self.embeddings, unique_rows), position)
         emb = tf.reshape(emb, tf.concat([tf.shape(rows), [self.dim]], 0))
         emb = tf.cast(emb, self.compute_dtype)
         if self.l2 > 0:
