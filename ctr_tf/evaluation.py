@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctr_tf import metrics
+from ctr_tf.calibration import Calibration
 from ctr_tf.runtime import TrainingError
 
 
@@ -44,10 +45,8 @@ class Scorer:
 
 
 def probabilities(logits: np.ndarray, calibration=None) -> np.ndarray:
-    """The served probability of (shifted) logits: calibration's map, or the sigmoid."""
-    if calibration is not None:
-        return calibration.probability(logits)
-    return 1.0 / (1.0 + np.exp(-logits))
+    """The served probability of (shifted) logits: calibration's map, or (none) the sigmoid."""
+    return (calibration or Calibration()).probability(logits)
 
 
 def evaluate(model, dataset) -> dict:

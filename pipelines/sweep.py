@@ -89,7 +89,7 @@ def hparam_values(grid: dict[str, list[str]]) -> dict[str, list]:
     typed = {}
     for key, values in grid.items():
         default = probe[key].value
-        if isinstance(default, (bool, int, float)) and not isinstance(default, list):
+        if isinstance(default, (bool, int, float)):
             parsed = []
             for v in values:
                 probe[key].parse(v)

@@ -1,0 +1,132 @@
+"""The write pass of the converter: parse and transform the text in worker threads, split,
+write and count in input order in the main thread (`ctr_tf.data.convert` drives it)."""
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import tensorflow as tf
+
+from ctr_tf import metrics, preprocessing
+from ctr_tf import schema as schema_lib
+from ctr_tf.data import parsers, reader, report, shards
+from ctr_tf.data.convert_config import SPLITS, ConversionError
+
+if TYPE_CHECKING:
+    from ctr_tf.data.convert import Converter
+
+
+class WritePass:
+    """The final pass over the input: its state (writers, rejects, counts) and its two halves,
+    `work` (parse + transform a chunk, in a worker thread) and `consume` (split, write, count, in
+    input order in the main thread)."""
+
+    def __init__(self, conv: "Converter", draft: schema_lib.Schema, tmp: str, label: str):
+        self.conv, self.label = conv, label
+        self.preprocessor = preprocessing.Preprocessor(draft)
+        parser0 = conv.sources[0].parser
+        spec = [tf.TensorSpec([None, len(parser0.dense_names)], tf.float32),
+                tf.TensorSpec([None, len(parser0.cat_names)], tf.string)]
+        self.transform = tf.function(self.preprocessor.transform, input_signature=spec)
+        self.fused = {}
+        self.writers = {s: shards.SplitWriter(s, tmp, conv.cfg) for s in SPLITS}
+        self.truth = conv.load_truth()
+        self.truth_rows = {s: ([], []) for s in SPLITS}
+        self.rejects = shards.RejectsLog(os.path.join(tmp, shards.REJECTS_FILE))
+        self.read = self.rejected = self.bytes = self.written = 0
+        self.per_file = collections.defaultdict(lambda: {"rows_read": 0, "rejected": 0})
+        self.start = time.time()
+        self.progress = report.Progress(conv.cfg.progress, conv.total_bytes)
+
+    def _parse_and_transform(self, parser):
+        """One graph per layout: transform every line, keep the numeric rows that parsed, and
+        whatever else the pass computes of a chunk in the graph (`chunk_extra`)."""
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def run(lines):
+            ok, label, dense_raw, cat_raw = parser.fast(lines)
+            dense, cat = self.preprocessor.transform(dense_raw, cat_raw)
+            return (ok, tf.boolean_mask(label, ok), tf.boolean_mask(dense, ok), tf.boolean_mask(cat, ok),
+                    *self.chunk_extra(cat_raw, ok))
+        return run
+
+    def chunk_extra(self, cat_raw, ok) -> tuple:
+        """Tensors of a chunk computed in the worker's graph beside the transform, handed to
+        `categorical_rows` as they are (none here)."""
+        return ()
+
+    def work(self, src, line_no, lines):
+        if src.index not in self.fused:
+            self.fused[src.index] = self._parse_and_transform(src.parser)
+        ok, label, dense, cat, *extra = self.fused[src.index](tf.constant(lines))
+        return (src, line_no, lines, ok.numpy(), label.numpy(), dense.numpy(), cat.numpy(), *extra)
+
+    def consume(self, result):
+        src, line_no, lines, ok, label, dense, cat, *extra = result
+        line_nos = np.flatnonzero(ok).astype(np.int64) + line_no
+        slow = src.parser.slow_rows(lines, np.flatnonzero(~ok), line_no)
+        order = None
+        if len(slow.line_nos):  # rows the fast parser could not take, parsed one by one
+            d2, c2 = self.transform(tf.constant(slow.dense), tf.constant(slow.cat))
+            order = np.argsort(np.concatenate([line_nos, slow.line_nos]), kind="stable")
+            line_nos, (label, dense, cat) = parsers.merge_in_line_order(
+                line_nos, (label, dense, cat), slow.line_nos, (slow.label, d2.numpy(), c2.numpy()))
+        self.rejects.add(src.path, slow.rejects)
+        split_id = self.conv._split_of(src, line_nos)
+        cat = self.categorical_rows(split_id, cat, extra, slow, order, ok)
+        for s_i, s in enumerate(SPLITS):
+            m = split_id == s_i
+            if m.any():
+                self.add_rows(s, label[m], dense[m], cat[m])
+                if self.truth is not None:
+                    self.truth_rows[s][0].append(label[m])
+                    self.truth_rows[s][1].append(self.truth[line_nos[m] - 1 - int(src.layout.has_header)])
+        self.read += len(lines)
+        self.rejected += len(slow.rejects)
+        self.bytes += sum(map(len, lines)) + len(lines)
+        self.per_file[src.path]["rows_read"] += len(lines)
+        self.per_file[src.path]["rejected"] += len(slow.rejects)
+        self.progress.update(self.label, self.read, self.bytes, self.rejected, self.start)
+        if self.read >= 10_000:
+            self.conv.check_reject_rate(self.rejected, self.read)
+
+    def categorical_rows(self, split_id, cat, extra, slow, order, ok):
+        """The ids the rows are written with (here: as transformed; the vocabulary pass remaps)."""
+        return cat
+
+    def add_rows(self, split, label, dense, cat):
+        self.writers[split].add(label, dense, cat)
+
+    def finish(self) -> dict:
+        """Closes the shards; checks every input had rows and every row is accounted for; the splits."""
+        self.close_input()
+        return self.summarize()
+
+    def summarize(self) -> dict:
+        """Closes the shards; the splits' entries of the schema; checks every row is accounted for."""
+        splits = {}
+        for s, w in self.writers.items():
+            entry = {"rows": w.rows, "files": w.close(), "labeled": w.labeled == w.rows and w.rows > 0,
+                     "positive_rate": (w.positives / w.labeled) if w.labeled else None}
+            if self.truth is not None and self.truth_rows[s][0]:
+                y, p = np.concatenate(self.truth_rows[s][0]), np.concatenate(self.truth_rows[s][1])
+                m = metrics.summary(y, p)
+                entry["bayes_optimal"] = {k: m[k] for k in ("auc", "logloss", "ne", "ece", "ctr_ratio")}
+            splits[s] = entry
+        self.written = sum(w.rows for w in self.writers.values())
+        if self.written + self.rejected != self.read:
+            raise ConversionError(f"internal accounting error: {self.written} written + {self.rejected} "
+                                  f"rejected != {self.read} read")
+        return splits
+
+    def close_input(self):
+        """The end of the pass over the text: every input had rows, the reject rate holds."""
+        self.progress.update(self.label, self.read, self.bytes, self.rejected, self.start, force=True)
+        self.rejects.close()
+        for src in self.conv.sources:
+            if self.per_file[src.path]["rows_read"] == 0:
+                raise reader.InputError(f"input file {src.path} has no data rows"
+                                        + (" (only a header)" if src.layout.has_header else ""))
+        self.conv.check_reject_rate(self.rejected, self.read)
