@@ -48,6 +48,8 @@ class Source:
 
 
 class Converter:
+    RUNNER = "local"
+
     def __init__(self, cfg: ConvertConfig):
         self.cfg = cfg
         self.sources = self._sources()
@@ -91,10 +93,11 @@ class Converter:
         while pending:
             consume(pending.popleft().result())
 
-    def _split_of(self, src: Source, line_nos: np.ndarray) -> np.ndarray:
+    def split_of(self, src: Source, keys: np.ndarray) -> np.ndarray:
+        """The split of each row of `src` from its line's key (`shards.line_keys`)."""
         if src.split is not None:
-            return np.full(len(line_nos), SPLITS.index(src.split), np.int8)
-        return shards.split_ids(self.cfg.seed, src.index, line_nos, self.cum)
+            return np.full(len(keys), SPLITS.index(src.split), np.int8)
+        return shards.split_ids(self.cfg.seed, keys, self.cum)
 
     @property
     def total_bytes(self) -> int:
@@ -149,6 +152,11 @@ class Converter:
             features=tuple(features), record_format=record_format, directory=tmp)
 
     def _info(self, write: WritePass, t0: float) -> dict:
+        return self.info(write.read, write.written, write.rejected, dict(write.rejects.reasons.most_common()),
+                         write.per_file, t0)
+
+    def info(self, read: int, written: int, rejected: int, reasons: dict, per_file: dict, t0: float) -> dict:
+        """The schema's account of the run: format, encoding, counts, sources and split."""
         cfg = self.cfg
         return {
             "format": self.format,
@@ -156,17 +164,19 @@ class Converter:
             "categorical_encoding": cfg.categorical_encoding,
             "dense_transform": (resolve_dense_transform(self.format, cfg.dense_transform)
                                 if self.sources[0].parser.dense_names else "none"),
-            "rows_read": write.read,
-            "rows_written": write.written,
-            "rejected_rows": write.rejected,
-            "reject_reasons": dict(write.rejects.reasons.most_common()),
+            "rows_read": read,
+            "rows_written": written,
+            "rejected_rows": rejected,
+            "reject_reasons": reasons,
             "rejects_file": shards.REJECTS_FILE,
             "header_lines": sum(int(s.layout.has_header) for s in self.sources),
             "sources": [{"path": os.path.abspath(s.path), "format": s.layout.format,
                          "has_header": s.layout.has_header, "has_label": s.layout.has_label,
-                         "split": s.split or "by_ratio", **write.per_file[s.path]} for s in self.sources],
+                         "split": s.split or "by_ratio", **per_file[s.index]} for s in self.sources],
             "split_ratios": list(cfg.split),
+            "split_key": "line",
             "seed": cfg.seed,
+            "runner": self.RUNNER,
             "conversion_seconds": round(time.time() - t0, 3),
         }
 

@@ -21,11 +21,18 @@ REJECTS_FILE = "rejects.tsv"
 SHARD_NAME = re.compile(r"(train|valid|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?")
 
 
-def split_ids(seed: int, file_index: int, line_nos: np.ndarray, cum: np.ndarray) -> np.ndarray:
-    """Deterministic split of each line from (seed, file, line number): splitmix64 -> [0, 1)."""
+def line_keys(lines: tf.Tensor) -> tf.Tensor:
+    """The key a line's split is drawn from: Fingerprint64 of its text (line end, CR and BOM
+    removed), as int64. Both runners compute it from the line alone: the local converter in its
+    parse graph, the Beam runner on its workers, which see no line numbers."""
+    return tf.bitcast(tf.fingerprint(lines), tf.int64)
+
+
+def split_ids(seed: int, keys: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """Deterministic split of each line from (seed, its key): splitmix64 -> [0, 1) -> the split
+    whose cumulative ratio it falls under. Equal lines fall in the same split."""
     with np.errstate(over="ignore"):
-        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(file_index) << np.uint64(40))
-        x = x ^ line_nos.astype(np.uint64)
+        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ keys.astype(np.int64).view(np.uint64)
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

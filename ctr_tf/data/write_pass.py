@@ -27,11 +27,7 @@ class WritePass:
     def __init__(self, conv: "Converter", draft: schema_lib.Schema, tmp: str, label: str):
         self.conv, self.label = conv, label
         self.preprocessor = preprocessing.Preprocessor(draft)
-        parser0 = conv.sources[0].parser
-        spec = [tf.TensorSpec([None, len(parser0.dense_names)], tf.float32),
-                tf.TensorSpec([None, len(parser0.cat_names)], tf.string)]
-        self.transform = tf.function(self.preprocessor.transform, input_signature=spec)
-        self.fused = {}
+        self.chunk_parsers = {}
         self.writers = {s: shards.SplitWriter(s, tmp, conv.cfg) for s in SPLITS}
         self.truth = conv.load_truth()
         self.truth_rows = {s: ([], []) for s in SPLITS}
@@ -41,40 +37,22 @@ class WritePass:
         self.start = time.time()
         self.progress = report.Progress(conv.cfg.progress, conv.total_bytes)
 
-    def _parse_and_transform(self, parser):
-        """One graph per layout: transform every line, keep the numeric rows that parsed, and
-        whatever else the pass computes of a chunk in the graph (`chunk_extra`)."""
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def run(lines):
-            ok, label, dense_raw, cat_raw = parser.fast(lines)
-            dense, cat = self.preprocessor.transform(dense_raw, cat_raw)
-            return (ok, tf.boolean_mask(label, ok), tf.boolean_mask(dense, ok), tf.boolean_mask(cat, ok),
-                    *self.chunk_extra(cat_raw, ok))
-        return run
-
     def chunk_extra(self, cat_raw, ok) -> tuple:
         """Tensors of a chunk computed in the worker's graph beside the transform, handed to
         `categorical_rows` as they are (none here)."""
         return ()
 
     def work(self, src, line_no, lines):
-        if src.index not in self.fused:
-            self.fused[src.index] = self._parse_and_transform(src.parser)
-        ok, label, dense, cat, *extra = self.fused[src.index](tf.constant(lines))
-        return (src, line_no, lines, ok.numpy(), label.numpy(), dense.numpy(), cat.numpy(), *extra)
+        if src.index not in self.chunk_parsers:
+            self.chunk_parsers[src.index] = ChunkParser(src.parser, self.preprocessor, self.chunk_extra)
+        return (src, line_no, lines, *self.chunk_parsers[src.index].fast(lines))
 
     def consume(self, result):
-        src, line_no, lines, ok, label, dense, cat, *extra = result
-        line_nos = np.flatnonzero(ok).astype(np.int64) + line_no
-        slow = src.parser.slow_rows(lines, np.flatnonzero(~ok), line_no)
-        order = None
-        if len(slow.line_nos):  # rows the fast parser could not take, parsed one by one
-            d2, c2 = self.transform(tf.constant(slow.dense), tf.constant(slow.cat))
-            order = np.argsort(np.concatenate([line_nos, slow.line_nos]), kind="stable")
-            line_nos, (label, dense, cat) = parsers.merge_in_line_order(
-                line_nos, (label, dense, cat), slow.line_nos, (slow.label, d2.numpy(), c2.numpy()))
+        src, line_no, lines, ok, keys, label, dense, cat, *extra = result
+        line_nos, (label, dense, cat), slow, order = self.chunk_parsers[src.index].merge_slow(
+            lines, ok, line_no, (label, dense, cat))
         self.rejects.add(src.path, slow.rejects)
-        split_id = self.conv._split_of(src, line_nos)
+        split_id = self.conv.split_of(src, keys[line_nos - line_no])
         cat = self.categorical_rows(split_id, cat, extra, slow, order, ok)
         for s_i, s in enumerate(SPLITS):
             m = split_id == s_i
@@ -86,8 +64,8 @@ class WritePass:
         self.read += len(lines)
         self.rejected += len(slow.rejects)
         self.bytes += sum(map(len, lines)) + len(lines)
-        self.per_file[src.path]["rows_read"] += len(lines)
-        self.per_file[src.path]["rejected"] += len(slow.rejects)
+        self.per_file[src.index]["rows_read"] += len(lines)
+        self.per_file[src.index]["rejected"] += len(slow.rejects)
         self.progress.update(self.label, self.read, self.bytes, self.rejected, self.start)
         if self.read >= 10_000:
             self.conv.check_reject_rate(self.rejected, self.read)
@@ -126,7 +104,49 @@ class WritePass:
         self.progress.update(self.label, self.read, self.bytes, self.rejected, self.start, force=True)
         self.rejects.close()
         for src in self.conv.sources:
-            if self.per_file[src.path]["rows_read"] == 0:
+            if self.per_file[src.index]["rows_read"] == 0:
                 raise reader.InputError(f"input file {src.path} has no data rows"
                                         + (" (only a header)" if src.layout.has_header else ""))
         self.conv.check_reject_rate(self.rejected, self.read)
+
+
+class ChunkParser:
+    """Parse + transform of chunks of lines of one layout, the same for both runners.
+
+    `fast` runs one graph over a chunk: the fast parser, the transform of `ctr_tf.preprocessing`,
+    every line's split key and whatever the caller's `chunk_extra(cat_raw, ok)` adds. `merge_slow`
+    takes the lines the fast parser refused through the slow one and merges them back in line order.
+    """
+
+    def __init__(self, parser: parsers.Parser, preprocessor: preprocessing.Preprocessor, chunk_extra=None):
+        self.parser = parser
+        self.chunk_extra = chunk_extra or (lambda cat_raw, ok: ())
+        spec = [tf.TensorSpec([None, len(parser.dense_names)], tf.float32),
+                tf.TensorSpec([None, len(parser.cat_names)], tf.string)]
+        self.transform = tf.function(preprocessor.transform, input_signature=spec)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def fused(lines):
+            ok, label, dense_raw, cat_raw = parser.fast(lines)
+            dense, cat = preprocessor.transform(dense_raw, cat_raw)
+            return (ok, shards.line_keys(lines), tf.boolean_mask(label, ok), tf.boolean_mask(dense, ok),
+                    tf.boolean_mask(cat, ok), *self.chunk_extra(cat_raw, ok))
+        self.fused = fused
+
+    def fast(self, lines: list[bytes]) -> tuple:
+        """(ok [n], keys [n], then label, dense and cat of the ok rows, then the extras as tensors)."""
+        ok, keys, label, dense, cat, *extra = self.fused(tf.constant(lines))
+        return (ok.numpy(), keys.numpy(), label.numpy(), dense.numpy(), cat.numpy(), *extra)
+
+    def merge_slow(self, lines, ok, first_line_no, arrays):
+        """The fast rows (`arrays`, of the lines where ok) and the slow path's, in line order:
+        (line numbers, (label, dense, cat), the slow path's SlowRows, the merge order or None)."""
+        line_nos = np.flatnonzero(ok).astype(np.int64) + first_line_no
+        slow = self.parser.slow_rows(lines, np.flatnonzero(~ok), first_line_no)
+        if not len(slow.line_nos):
+            return line_nos, tuple(arrays), slow, None
+        d2, c2 = self.transform(tf.constant(slow.dense), tf.constant(slow.cat))
+        order = np.argsort(np.concatenate([line_nos, slow.line_nos]), kind="stable")
+        line_nos, merged = parsers.merge_in_line_order(
+            line_nos, arrays, slow.line_nos, (slow.label, d2.numpy(), c2.numpy()))
+        return line_nos, merged, slow, order
