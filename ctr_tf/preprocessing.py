@@ -45,6 +45,14 @@ def normalize_strings(x: tf.Tensor, params: dict) -> tf.Tensor:
     return x
 
 
+def _f32_of_f64(fn, x: tf.Tensor) -> tf.Tensor:
+    """fn(x) computed in float64, rounded to float32. Eigen's float32 log differs by an ulp
+    between its vector and scalar code, so one value got different bits by its place in a batch
+    (a converter's chunks, a Beam worker's range, a served request); rounded from float64 it gets
+    the same, correctly rounded, bits wherever it sits."""
+    return tf.cast(fn(tf.cast(x, tf.float64)), tf.float32)
+
+
 class Preprocessor(tf.Module):
     """Maps raw inputs to (dense [batch, D] f32, cat [batch, C] i32), in schema feature order.
 
@@ -120,7 +128,7 @@ class Preprocessor(tf.Module):
         x0 = tf.where(missing, tf.zeros_like(x), x)
         candidates = {
             "identity": x0,
-            "log1p": tf.math.log1p(tf.maximum(x0, 0.0)),
+            "log1p": _f32_of_f64(tf.math.log1p, tf.maximum(x0, 0.0)),
             "minmax": tf.where(missing, 0.0, (x0 - tf.constant(self._dense_min)) / tf.constant(self._dense_diff)),
             "missing_indicator": tf.cast(missing, tf.float32),
         }
@@ -137,7 +145,8 @@ class Preprocessor(tf.Module):
                 x = tf.gather(floats, cols, axis=1)
                 missing = tf.math.is_nan(x)
                 safe = tf.where(missing, 0.0, x)
-                v = tf.where(safe > 2.0, tf.floor(tf.square(tf.math.log(tf.maximum(safe, 2.0)))), tf.floor(safe))
+                v = tf.where(safe > 2.0, _f32_of_f64(lambda y: tf.floor(tf.square(tf.math.log(y))), tf.maximum(safe, 2.0)),
+                             tf.floor(safe))
                 ids = tf.cast(tf.clip_by_value(v, BUCKET_MIN, BUCKET_MAX), tf.int32) + (1 - BUCKET_MIN)
                 parts.append(tf.where(missing, MISSING_ID, ids))
                 continue
