@@ -4,7 +4,7 @@ PY := .venv/bin/python
 .venv/installed: setup.cfg pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,beam]'
 	touch .venv/installed
 
 .PHONY: demo test

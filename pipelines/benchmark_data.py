@@ -1,6 +1,6 @@
 """Data pipeline throughput on synthetic Criteo: the floor, conversion, and TFRecord reading.
 
-  python -m pipelines.benchmark_data [--rows=2000000] [--work_dir=/tmp/ctr_tf_bench]
+  python -m pipelines.benchmark_data [--rows=2000000] [--beam_rows=200000] [--work_dir=/tmp/ctr_tf_bench]
 
 Prints rows/s for: raw line read + split in Python (the floor), conversion with hashing,
 conversion with a vocabulary (one parse of the text, then a remap of its binary form), and
@@ -8,6 +8,10 @@ tf.data read + parse of the written TFRecords at batch 4096, with each conversio
 floor. The floor and the conversions are measured in `--rounds` interleaved rounds (this
 machine's speed drifts), each conversion's ratio taken against the floor of its own round.
 Goal: both conversions within 3x the floor's time.
+
+With Apache Beam installed (ctr_tf[beam]), the Beam runner converts `--beam_rows` rows with
+Beam's DirectRunner, one worker process per core, beside the local runner on the same file. That
+is a figure of this one machine running Beam's local test runner, not of a cluster.
 """
 import os
 import shutil
@@ -23,6 +27,7 @@ flags.DEFINE_integer("rows", 2_000_000, "Rows of synthetic Criteo to convert.")
 flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench", "Scratch directory (the text file is reused).")
 flags.DEFINE_integer("batch_size", 4096, "Batch size of the read benchmark.")
 flags.DEFINE_integer("threads", 2, "Conversion threads.")
+flags.DEFINE_integer("beam_rows", 200_000, "Rows the Beam runner converts (0: skip it).")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds of floor, hash and vocabulary conversion.")
 FLAGS = flags.FLAGS
 
@@ -37,13 +42,35 @@ def floor_read_split(path: str) -> float:
     return n / (time.perf_counter() - start)
 
 
-def timed_convert(path: str, out: str, encoding: str) -> tuple[float, schema_lib.Schema]:
+def timed_convert(path: str, out: str, encoding: str, runner: str = "local") -> tuple[float, schema_lib.Schema]:
     shutil.rmtree(out, ignore_errors=True)
     cfg = convert.ConvertConfig(inputs=(path,), output_dir=out, categorical_encoding=encoding,
                                 progress=False, threads=FLAGS.threads)
     start = time.perf_counter()
-    schema = convert.convert(cfg)
+    if runner == "beam":
+        from ctr_tf.data import beam_convert
+        schema = beam_convert.convert(cfg, range_bytes=16 << 20)
+    else:
+        schema = convert.convert(cfg)
     return schema.info["rows_read"] / (time.perf_counter() - start), schema
+
+
+def beam_rows() -> list[tuple[str, float]]:
+    """Both runners on the same --beam_rows file, both encodings."""
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        print("Apache Beam is not installed (pip install 'ctr_tf[beam]'): no Beam rows")
+        return []
+    path = os.path.join(FLAGS.work_dir, f"synthetic_{FLAGS.beam_rows}.tsv")
+    if not os.path.exists(path + ".proba"):
+        synthetic.write(path, FLAGS.beam_rows, seed=1)
+    out = []
+    for encoding in ("hash", "vocab"):
+        for runner in ("local", "beam"):
+            rate, _ = timed_convert(path, os.path.join(FLAGS.work_dir, f"{runner}_{encoding}"), encoding, runner)
+            out.append((f"{runner} runner, {encoding}", rate))
+    return out
 
 
 def read_parse(schema: schema_lib.Schema, batch_size: int) -> float:
@@ -71,6 +98,7 @@ def main(argv):
         vocab, _ = timed_convert(path, os.path.join(FLAGS.work_dir, "vocab"), "vocab")
         rounds.append((floor, hashed, vocab))
     reading = read_parse(schema, FLAGS.batch_size)
+    beam = beam_rows() if FLAGS.beam_rows else []
     print(f"\n{FLAGS.rows:,} synthetic Criteo rows, {os.cpu_count()} CPUs, {FLAGS.threads} conversion threads, "
           f"{FLAGS.rounds} rounds")
     print(f"{'stage':<46} {'rows/s':>22} {'x floor time':>14}")
@@ -81,6 +109,11 @@ def main(argv):
         ratios = [r[0] / r[k] for r in rounds]
         print(f"{name:<46} {min(rates):>10,.0f} - {max(rates):>9,.0f} {min(ratios):>6.2f} - {max(ratios):.2f}")
     print(f"{'TFRecord read + parse, tf.data, batch %d' % FLAGS.batch_size:<46} {reading:>22,.0f}")
+    if beam:
+        print(f"\n{FLAGS.beam_rows:,} rows, Beam's DirectRunner with {os.cpu_count()} worker processes on this "
+              "machine (a local test runner: not a cluster figure), and the local runner on the same file")
+        for name, rate in beam:
+            print(f"{name:<46} {rate:>22,.0f}")
 
 
 if __name__ == "__main__":

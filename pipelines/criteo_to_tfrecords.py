@@ -3,7 +3,11 @@
   python -m pipelines.criteo_to_tfrecords --input=GLOB[,GLOB] --output_dir=DIR \
       [--input_format=auto|criteo_tsv|criteo_csv|paddlerec_slot|avazu_csv|avazu_slot] \
       [--categorical_encoding=vocab|hash] [--min_count=N] [--hash_buckets=N] \
-      [--dense_transform=log1p|bucketize|minmax] [--split=8,1,1] [--seed=N]
+      [--dense_transform=log1p|bucketize|minmax] [--split=8,1,1] [--seed=N] \
+      [--runner=local|beam [--beam_options='--runner=FlinkRunner --flink_master=HOST:8081']]
+
+--runner=beam runs the same conversion as an Apache Beam pipeline (pip install 'ctr_tf[beam]');
+without --beam_options, on Beam's DirectRunner with one worker process per core.
 """
 import sys
 
@@ -36,6 +40,13 @@ flags.DEFINE_float("max_reject_rate", 1.0, "Abort when more than this fraction o
 flags.DEFINE_boolean("overwrite", False, "Replace a data set already in --output_dir.")
 flags.DEFINE_integer("threads", 2, "Parsing threads.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
+flags.DEFINE_enum("runner", "local", ["local", "beam"],
+                  "local: this process and its threads; beam: an Apache Beam pipeline (ctr_tf[beam]).")
+flags.DEFINE_string("beam_options", "", "--runner=beam: Beam pipeline options, as one string (e.g. "
+                    "'--runner=FlinkRunner --flink_master=host:8081'); default: DirectRunner, "
+                    "multi-processing, one worker per core.")
+flags.DEFINE_integer("beam_range_bytes", 64 << 20, "--runner=beam: bytes of input per unit of work "
+                     "(a gzip file is one unit).")
 flags.mark_flags_as_required(["input", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -59,8 +70,19 @@ def config_from_flags() -> convert.ConvertConfig:
 
 def main(argv):
     del argv
+    if FLAGS.runner == "local" and (FLAGS.beam_options or FLAGS["beam_range_bytes"].present):
+        sys.exit("criteo_to_tfrecords: error: --beam_options and --beam_range_bytes need --runner=beam")
+    if FLAGS.beam_range_bytes < 1:
+        sys.exit(f"criteo_to_tfrecords: error: --beam_range_bytes={FLAGS.beam_range_bytes}: must be >= 1")
     try:
-        schema = convert.convert(config_from_flags())
+        if FLAGS.runner == "beam":
+            try:
+                from ctr_tf.data import beam_convert
+            except ImportError as e:
+                sys.exit(f"criteo_to_tfrecords: error: {e}")
+            schema = beam_convert.convert(config_from_flags(), FLAGS.beam_options, FLAGS.beam_range_bytes)
+        else:
+            schema = convert.convert(config_from_flags())
     except (ValueError, convert.ConversionError, reader.InputError) as e:
         sys.exit(f"criteo_to_tfrecords: error: {e}")
     print(convert.summary_table(schema))

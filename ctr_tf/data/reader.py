@@ -8,6 +8,8 @@ import os
 import zlib
 from typing import Iterator
 
+import numpy as np
+
 from ctr_tf.data import formats
 
 BOM = b"\xef\xbb\xbf"
@@ -100,6 +102,68 @@ def iter_chunks(path: str, chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, li
                          f"{line_no} ({e})") from None
     if carry:
         yield line_no, [_clean(carry, first)]
+
+
+def is_compressed(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def byte_ranges(path: str, range_bytes: int) -> list[tuple[int, int | None]]:
+    """[start, end) byte ranges that cover a file, for readers working side by side; a gzip
+    stream cannot be entered in the middle, so it is one range (end None: to the end)."""
+    size = os.path.getsize(path)
+    if is_compressed(path) or size <= range_bytes:
+        return [(0, None)]
+    return [(s, min(s + range_bytes, size)) for s in range(0, size, range_bytes)]
+
+
+def iter_range_chunks(path: str, start: int = 0, end: int | None = None,
+                      chunk_bytes: int = 4 << 20) -> Iterator[tuple[np.ndarray, list[bytes]]]:
+    """Yields (each line's byte offset, int64; the lines without line ends) for the lines whose
+    first byte lies in [start, end): the ranges of `byte_ranges` give every line of the file
+    exactly once. Offsets count in the decompressed stream of a gzip file. Lines are cleaned as
+    `iter_chunks` cleans them (BOM of the first line, CR before LF).
+    """
+    pos = start
+    try:
+        with open_binary(path) as f:
+            if start > 0:  # the line that holds byte start-1 belongs to the range before
+                f.seek(start - 1)
+                pos = start - 1 + len(f.readline())
+            carry = b""
+            while end is None or pos + len(carry) < end or carry:
+                block = f.read(chunk_bytes)
+                if not block:
+                    break
+                data = carry + block
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                lines = data[:cut].split(b"\n")
+                offsets = pos + np.concatenate([[0], np.cumsum([len(ln) + 1 for ln in lines[:-1]], dtype=np.int64)])
+                offsets = offsets.astype(np.int64)
+                if end is not None and offsets[-1] >= end:
+                    n = int(np.searchsorted(offsets, end))
+                    if n:
+                        yield offsets[:n], _clean_lines(lines[:n], offsets[0] == 0)
+                    return
+                yield offsets, _clean_lines(lines, offsets[0] == 0)
+                carry, pos = data[cut + 1:], pos + cut + 1
+                if end is not None and pos >= end:
+                    return
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: the compressed stream is truncated or corrupt near byte "
+                         f"{pos} ({e})") from None
+    if carry and (end is None or pos < end):
+        yield np.array([pos], np.int64), [_clean(carry, pos == 0)]
+
+
+def _clean_lines(lines: list[bytes], first: bool) -> list[bytes]:
+    if first and lines[0].startswith(BOM):
+        lines[0] = lines[0][len(BOM):]
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
 
 
 def detect_layout(path: str, input_format: str = "auto") -> formats.Layout:
