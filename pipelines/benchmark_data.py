@@ -21,7 +21,7 @@ from absl import app, flags
 
 import ctr_tf  # noqa: F401
 from ctr_tf import schema as schema_lib
-from ctr_tf.data import convert, records, synthetic
+from ctr_tf.data import compare, convert, records, synthetic
 
 flags.DEFINE_integer("rows", 2_000_000, "Rows of synthetic Criteo to convert.")
 flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench", "Scratch directory (the text file is reused).")
@@ -67,9 +67,13 @@ def beam_rows() -> list[tuple[str, float]]:
         synthetic.write(path, FLAGS.beam_rows, seed=1)
     out = []
     for encoding in ("hash", "vocab"):
+        dirs = {}
         for runner in ("local", "beam"):
-            rate, _ = timed_convert(path, os.path.join(FLAGS.work_dir, f"{runner}_{encoding}"), encoding, runner)
-            out.append((f"{runner} runner, {encoding}", rate))
+            dirs[runner] = os.path.join(FLAGS.work_dir, f"{runner}_{encoding}")
+            rate, _ = timed_convert(path, dirs[runner], encoding, runner)
+            out.append((f"{runner} runner, {encoding}", rate, ""))
+        diff = compare.differences(dirs["local"], dirs["beam"])
+        out[-1] = out[-1][:2] + ("same data as local" if not diff else "DIFFERS: " + "; ".join(diff),)
     return out
 
 
@@ -112,8 +116,8 @@ def main(argv):
     if beam:
         print(f"\n{FLAGS.beam_rows:,} rows, Beam's DirectRunner with {os.cpu_count()} worker processes on this "
               "machine (a local test runner: not a cluster figure), and the local runner on the same file")
-        for name, rate in beam:
-            print(f"{name:<46} {rate:>22,.0f}")
+        for name, rate, same in beam:
+            print(f"{name:<46} {rate:>22,.0f}   {same}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,10 @@
 the same rows in every split, the same vocabularies, rejects and schema; a failed run publishes
 nothing and leaves no process behind. Also the pieces both runners share: byte ranges of a file,
 the split drawn from a line's text, transforms whose bits do not depend on a row's place."""
-import filecmp
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,16 +13,11 @@ import tensorflow as tf
 
 from ctr_tf import preprocessing
 from ctr_tf import schema as schema_lib
-from ctr_tf.data import reader, records, shards, synthetic
+from ctr_tf.data import compare, reader, shards, synthetic
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEAM_OPTIONS = "--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2"
-# What may differ between the runners' schema.json: timings, the runner and its options, how a
-# reject is located, and the Bayes-optimal figures (the local runner's alone).
-RUNNER_KEYS = {"conversion_seconds", "runner", "beam_options", "rejects_position", "bayes_optimal"}
-
-
 def run_converter(runner, out_dir, *flags, timeout=240):
     """The command line converter in a process group of its own; every process of the group is
     killed afterwards, and the test fails if any had outlived the command."""
@@ -60,31 +52,12 @@ def _group_members(pgid):
     return members
 
 
-def rows_by_split(schema):
-    """Per split, every row as one float64 vector (label, dense, ids), sorted: the split's multiset."""
-    out = {}
-    for s in ("train", "valid", "test"):
-        label, dense, cat = records.read_all(schema.split_files(s), schema)
-        m = np.concatenate([label[:, None], dense, cat], axis=1).astype(np.float64)
-        out[s] = m[np.lexsort(np.nan_to_num(m, nan=-1e30).T[::-1])] if len(m) else m
-    return out
-
-
 def assert_same_conversion(local_dir, beam_dir):
+    """The same rows per split bit for bit, vocabularies byte for byte, schema.json alike
+    (`ctr_tf.data.compare`), and, as a check of that comparison, the splits' row counts."""
+    assert compare.differences(str(local_dir), str(beam_dir)) == []
     local, beam = schema_lib.load(str(local_dir)), schema_lib.load(str(beam_dir))
-    a, b = rows_by_split(local), rows_by_split(beam)
-    for s in a:
-        assert a[s].shape == b[s].shape, s
-        np.testing.assert_array_equal(a[s], b[s], err_msg=s)  # bit for bit (NaN labels equal NaN)
-    for f in local.categorical_features:
-        if "vocab_file" in f.params:
-            assert filecmp.cmp(local.path(f.params["vocab_file"]), beam.path(f.params["vocab_file"]), shallow=False)
-    ja, jb = (json.load(open(os.path.join(d, "schema.json"))) for d in (local_dir, beam_dir))
-    for j in (ja, jb):
-        for split in j["splits"].values():
-            split.pop("bayes_optimal", None)
-            split.pop("files")  # shard counts differ by design; rows are compared above
-    assert {k: v for k, v in ja.items() if k not in RUNNER_KEYS} == {k: v for k, v in jb.items() if k not in RUNNER_KEYS}
+    assert [local.split_rows(s) for s in compare.SPLITS] == [beam.split_rows(s) for s in compare.SPLITS]
     return local, beam
 
 
@@ -195,7 +168,7 @@ def test_split_follows_the_line_text_not_its_place(tmp_path):
     a = helpers.convert(str(tmp_path / "s.tsv"), tmp_path / "a", categorical_encoding="hash", seed=11)
     b = helpers.convert([str(tmp_path / "p1.tsv"), str(tmp_path / "p2.tsv")], tmp_path / "b",
                         categorical_encoding="hash", seed=11)
-    ra, rb = rows_by_split(a), rows_by_split(b)
+    ra, rb = compare.split_rows(a), compare.split_rows(b)
     for s in ra:
         np.testing.assert_array_equal(ra[s], rb[s])
     counts = [a.split_rows(s) for s in ("train", "valid", "test")]
