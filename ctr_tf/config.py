@@ -208,6 +208,7 @@ class TrainConfig:
     model_name: str = ""
     precision: Precision = Precision.FLOAT32
     strategy: Strategy = Strategy.DEFAULT
+    ps_shards: int = 0  # parameter_server: shards per embedding table (0: one per ps task)
     warm_start_from: str = ""
     eval_epochs: str = ""
     predict_output: str = ""
@@ -235,6 +236,7 @@ class TrainConfig:
         _check(self.log_every_n_steps >= 1, "log_every_n_steps", self.log_every_n_steps, "must be >= 1")
         _check(self.strategy != Strategy.PARAMETER_SERVER or self.steps_per_epoch > 0, "steps_per_epoch",
                self.steps_per_epoch, "--strategy=parameter_server needs --steps_per_epoch > 0")
+        _check(self.ps_shards >= 0, "ps_shards", self.ps_shards, "must be >= 0 (0: one shard per parameter server)")
         _check(0 < self.negative_downsampling <= 1, "negative_downsampling", self.negative_downsampling,
                "must be in (0, 1]: the fraction of negatives kept in training (1: all)")
         if self.eval_epochs:

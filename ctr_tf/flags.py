@@ -149,6 +149,9 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_enum("precision", "float32", [p.value for p in cfg_lib.Precision], "Compute precision.", flag_values=fv)
     flags.DEFINE_enum("strategy", "default", [s.value for s in cfg_lib.Strategy],
                       "tf.distribute strategy; multi_worker and parameter_server read TF_CONFIG.", flag_values=fv)
+    flags.DEFINE_integer("ps_shards", 0, "--strategy=parameter_server: split every embedding table into this "
+                         "many shards over the parameter servers, by rows (0: one shard per ps task in "
+                         "TF_CONFIG); dense layers stay whole.", flag_values=fv)
     flags.DEFINE_string("warm_start_from", "", "A model_dir whose latest weights initialise this run (weights only).", flag_values=fv)
     flags.DEFINE_string("eval_epochs", "", "With --mode=evaluate: the saved epochs to evaluate, START:END (END excluded).", flag_values=fv)
     flags.DEFINE_string("predict_output", "", "With --mode=predict: output file; default <model_dir>/predictions-<split>.txt.", flag_values=fv)
@@ -278,7 +281,7 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             early_stopping_patience=fv.early_stopping_patience, clipnorm=fv.clipnorm,
             log_every_n_steps=fv.log_every_n_steps, export_dir=fv.export_dir,
             model_name=fv.model_name or fv.model, precision=cfg_lib.Precision(fv.precision),
-            strategy=cfg_lib.Strategy(fv.strategy), warm_start_from=fv.warm_start_from,
+            strategy=cfg_lib.Strategy(fv.strategy), ps_shards=fv.ps_shards, warm_start_from=fv.warm_start_from,
             eval_epochs=fv.eval_epochs, predict_output=fv.predict_output, seed=fv.seed,
             deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints,
             negative_downsampling=fv.negative_downsampling,

@@ -43,7 +43,9 @@ class LazyAdam(tf.keras.optimizers.Adam):
         super().build(var_list)
         if hasattr(self, "_last_steps"):
             return
-        self._last_steps = {}
+        # Untracked: the slots are checkpointed through the base class's variable list (a sharded
+        # table's as one sharded slot); keys of unique ids differ from process to process.
+        self._last_steps = self._no_dependency({})
         wanted = {self._var_key(v) for v in self._l2_tables}
         for var in var_list:
             if self._var_key(var) in wanted:

@@ -64,7 +64,20 @@ def process_state(t: cfg_lib.TrainConfig):
         tf.random.set_seed(tf_seed)
 
 
-def make_strategy(kind: cfg_lib.Strategy) -> tf.distribute.Strategy:
+def table_partitioner(shards: int):
+    """A variable partitioner that splits embedding tables into `shards` by rows (fewer when a
+    table has fewer rows) and leaves every other variable whole."""
+    from ctr_tf.layers.embedding import is_creating_table
+
+    def partition(shape, dtype):
+        del dtype
+        if is_creating_table() and shards > 1:
+            return [min(shards, int(shape[0]))] + [1] * (len(shape) - 1)
+        return [1] * len(shape)
+    return partition
+
+
+def make_strategy(kind: cfg_lib.Strategy, ps_shards: int = 0) -> tf.distribute.Strategy:
     if kind == cfg_lib.Strategy.DEFAULT:
         return tf.distribute.get_strategy()
     if kind == cfg_lib.Strategy.MIRRORED:
@@ -78,7 +91,30 @@ def make_strategy(kind: cfg_lib.Strategy) -> tf.distribute.Strategy:
     if "TF_CONFIG" not in os.environ:
         raise TrainingError("--strategy=parameter_server needs TF_CONFIG describing chief, workers and ps")
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    return tf.distribute.experimental.ParameterServerStrategy(resolver)
+    num_ps = resolver.cluster_spec().num_tasks("ps")
+    if num_ps < 1:
+        raise TrainingError("--strategy=parameter_server needs at least one ps task in TF_CONFIG")
+    return tf.distribute.experimental.ParameterServerStrategy(
+        resolver, variable_partitioner=table_partitioner(ps_shards or num_ps))
+
+
+def placement(model: tf.keras.Model, tables: list) -> dict:
+    """Where a model's variables live: each embedding table's shards with their row ranges
+    [start, end) and devices, and the other variables' devices (placement.json)."""
+    out = {"tables": [], "dense": []}
+    table_ids = {id(t) for t in tables}
+    for t in tables:
+        parts = list(getattr(t, "variables", [t])) if isinstance(t, tf.__internal__.distribute.ShardedVariable) else [t]
+        start, shards = 0, []
+        for p in parts:
+            shards.append({"rows": [start, start + int(p.shape[0])], "device": p.device})
+            start += int(p.shape[0])
+        name = parts[0].name.rsplit("/part_", 1)[0] if len(parts) > 1 or parts[0] is not t else t.name
+        out["tables"].append({"name": name.split(":")[0], "rows": start, "dim": int(t.shape[1]), "shards": shards})
+    for v in model.variables:
+        if id(v) not in table_ids and not any(id(v) == id(p) for t in tables for p in getattr(t, "variables", [])):
+            out["dense"].append({"name": v.name, "shape": [int(d) for d in v.shape], "device": v.device})
+    return out
 
 
 def is_chief(strategy) -> bool:

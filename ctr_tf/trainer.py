@@ -30,7 +30,7 @@ import tensorflow as tf
 from ctr_tf import calibration as calibration_lib
 from ctr_tf import config as cfg_lib
 from ctr_tf import export as export_lib
-from ctr_tf import markers, metrics, models
+from ctr_tf import markers, metrics, models, runtime
 from ctr_tf import schema as schema_lib
 from ctr_tf.callbacks import EpochCheckpoint, EpochNaNGuard, ExactEvaluation, SettleTableL2, StepScalars
 from ctr_tf.data import records
@@ -66,7 +66,7 @@ class Run:
             self.schema = schema_lib.load(cfg.data.data_dir)
         except schema_lib.SchemaError as e:
             raise TrainingError(str(e)) from None
-        self.strategy = make_strategy(self.t.strategy)
+        self.strategy = make_strategy(self.t.strategy, self.t.ps_shards)
         self.chief = is_chief(self.strategy)
         self.model_dir = self.t.model_dir if self.chief else tempfile.mkdtemp(prefix="ctr_tf_worker_")
         markers.mark(self.model_dir, "model_dir")
@@ -81,6 +81,15 @@ class Run:
                                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
                                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
                                steps_per_execution=1)
+            if self.t.mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE) and hasattr(self.optimizer, "build"):
+                # Slots made now, before any restore: a checkpoint pairs them by their order, and
+                # tf-keras gathers a sharded table's slots into one sharded slot only when it sees
+                # them all (built lazily after a restore, a resumed sharded run paired slots of
+                # other variables: "Inconsistent references when loading the checkpoint"). Legacy
+                # SGD (--optimizer=sgd) has no slots and nothing to build.
+                self.optimizer.build(self.model.trainable_variables)
+        if isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy):
+            self._write_placement()
         # log(r) undoes negative downsampling at rate r everywhere a probability is made
         self.logit_shift = calibration_lib.downsampling_shift(self.t.negative_downsampling)
         self.scorer = Scorer(self.model, self.logit_shift)
@@ -92,6 +101,17 @@ class Run:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,
             max_to_keep=self.t.keep_checkpoints or None)
+
+    def _write_placement(self):
+        """placement.json: each embedding table's shards (row ranges, devices), the dense variables'
+        devices; one line of it on the console."""
+        where = runtime.placement(self.model, models.embedding_tables(self.model))
+        for table in where["tables"]:
+            print(f"placement: {table['name']} ({table['rows']:,} x {table['dim']}) in {len(table['shards'])} "
+                  f"shard(s): " + ", ".join(f"rows {s['rows'][0]:,}-{s['rows'][1]:,} on {s['device']}"
+                                            for s in table["shards"]), flush=True)
+        if self.chief and self.t.mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
+            _write_atomically(os.path.join(self.t.model_dir, "placement.json"), json.dumps(where, indent=1) + "\n")
 
     # -- model_dir bookkeeping
     def _check_model_dir(self):
@@ -154,7 +174,7 @@ class Run:
         # A compiled model tracks its optimizer; restoring into an uncompiled twin takes weights only.
         twin = models.build(self.schema, self.cfg.model)
         tf.train.Checkpoint(model=twin).restore(src).expect_partial()
-        self.model.set_weights(twin.get_weights())
+        models.copy_weights(twin, self.model)
         print(f"warm start: weights from {src}", flush=True)
 
     # -- modes
@@ -203,8 +223,15 @@ class Run:
         if self.t.steps_per_epoch:
             fit_kwargs["steps_per_epoch"] = self.t.steps_per_epoch
         steps_before, t0 = int(tf.keras.backend.get_value(self.optimizer.iterations)), time.perf_counter()
-        self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                       verbose=1 if sys.stdout.isatty() else 2, **fit_kwargs)
+        try:
+            self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                           verbose=1 if sys.stdout.isatty() else 2, **fit_kwargs)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as e:
+            if not ps:
+                raise
+            # The coordinator reschedules a lost worker's steps itself; what reaches fit is the
+            # loss of a parameter server, whose variables are gone with it.
+            raise TrainingError(self._ps_failure(e)) from None
         # Time in fit, less the per-epoch validation, settle and checkpoint: what training itself took.
         spent = {kind: sum(c.seconds for c in callbacks if isinstance(c, cls)) for kind, cls in
                  (("evaluation", ExactEvaluation), ("settle", SettleTableL2), ("checkpoint", EpochCheckpoint))}
@@ -224,6 +251,17 @@ class Run:
         print(f"training: {steps:,} steps, {examples:,} examples in {seconds:.1f} s: "
               f"{result['examples_per_second']:,.0f} examples/s", flush=True)
         return result
+
+    def _ps_failure(self, error) -> str:
+        import re
+        tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(error))))
+        who = f"parameter server {', '.join(tasks)}" if tasks else "a parameter server"
+        latest = self.manager.latest_checkpoint
+        done = (f"epochs up to {int(latest.rsplit('-', 1)[1])} are checkpointed in {self.t.model_dir}"
+                if latest else f"no epoch was checkpointed in {self.t.model_dir} yet")
+        return (f"a parameter server failed ({who} is unreachable: {type(error).__name__}); its variables "
+                f"are lost with it. {done}: start the parameter server again and run the same command "
+                "again, and training resumes after the last finished epoch.")
 
     def prepare_calibration(self):
         """With --calibration: the map for the weights in the model (the epoch to export), fitted on
@@ -322,7 +360,7 @@ class Run:
         else:
             with precision("float32"):  # a no-op unless training ran under mixed precision
                 serving_model = models.build(self.schema, self.cfg.model)
-            serving_model.set_weights(self.model.get_weights())
+            models.copy_weights(self.model, serving_model)
         path = export_lib.export(serving_model, self.schema, self.t.resolved_export_dir,
                                  self.t.model_name or self.cfg.model.name, logit_shift=self.logit_shift,
                                  calibration=self.calibration)

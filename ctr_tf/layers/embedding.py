@@ -1,4 +1,7 @@
 """Embeddings of categorical fields (one fused table) and of dense fields (value-scaled vectors)."""
+import contextlib
+import threading
+
 import numpy as np
 import tensorflow as tf
 
@@ -15,6 +18,25 @@ def make_initializer(name, std=DEFAULT_INIT_STD):
     if name == "truncated_normal":
         return tf.keras.initializers.TruncatedNormal(0.0, std)
     return tf.keras.initializers.get(name)
+
+
+_TABLE = threading.local()
+
+
+@contextlib.contextmanager
+def creating_table():
+    """Marks the variables created inside as embedding tables (see `is_creating_table`)."""
+    _TABLE.depth = getattr(_TABLE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _TABLE.depth -= 1
+
+
+def is_creating_table() -> bool:
+    """Whether the variable being created is an embedding table: a variable partitioner, which
+    sees only shape and dtype, asks this to shard tables and leave dense layers whole."""
+    return getattr(_TABLE, "depth", 0) > 0
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
@@ -53,9 +75,10 @@ class FieldEmbedding(tf.keras.layers.Layer):
                              f"{len(self.vocab_sizes)} vocabularies")
         # Kept out of mixed-precision autocasting: an AutoCastVariable would be read (and cast)
         # whole before the gather, every step; the gathered rows are cast in call().
-        self.embeddings = self.add_weight(
-            name="embeddings", shape=(int(sum(self.vocab_sizes)), self.dim), dtype=tf.float32,
-            initializer=self._make_initializer(), trainable=True, experimental_autocast=False)
+        with creating_table():  # the one variable a parameter-server strategy shards (runtime)
+            self.embeddings = self.add_weight(
+                name="embeddings", shape=(int(sum(self.vocab_sizes)), self.dim), dtype=tf.float32,
+                initializer=self._make_initializer(), trainable=True, experimental_autocast=False)
         super().build(input_shape)
 
     def call(self, ids):
