@@ -168,5 +168,8 @@ def make(kind: Optimizer, learning_rate, clipnorm: float = 0.0, adam_epsilon: fl
         # The new SGD always keeps a momentum slot and updates densely; legacy SGD is sparse.
         return tf.keras.optimizers.legacy.SGD(learning_rate, **({"clipnorm": clipnorm} if clipnorm > 0 else {}))
     if kind == Optimizer.FTRL:
-        return tf.keras.optimizers.Ftrl(learning_rate, **extra)
+        # The new Ftrl densifies an IndexedSlices gradient and rewrites every row of the table
+        # (an unseen row is recomputed from its zero linear term: set to 0); legacy Ftrl applies
+        # TensorFlow's sparse FTRL kernel to the looked-up rows only.
+        return tf.keras.optimizers.legacy.Ftrl(learning_rate, **({"clipnorm": clipnorm} if clipnorm > 0 else {}))
     raise ValueError(f"unknown optimizer {kind!r}")

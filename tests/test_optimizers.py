@@ -178,3 +178,32 @@ def test_sparse_table_l2_on_a_table_sharded_over_parameter_servers_equals_the_wh
     one.settle()
     split.settle()
     np.testing.assert_allclose(np.concatenate([v.numpy() for v in shards.variables]), whole.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lazy_adam", "adagrad", "sgd", "ftrl"])
+def test_sparse_optimizers_update_only_the_looked_up_rows_of_each_shard(kind):
+    """A table in two shards (as ParameterServerStrategy's partitioner makes it), its rows read
+    with embedding_lookup: each shard gets the gradient of its own rows only, the rows nobody
+    looked up stay exactly as they were (no dense update reaches a server), and the looked-up rows
+    end where the same optimizer takes them on the whole table."""
+    rng = np.random.default_rng(1)
+    init = rng.normal(size=(10, 3)).astype(np.float32)
+    whole = tf.Variable(init)
+    shards = tf.__internal__.distribute.ShardedVariable([tf.Variable(init[:5], name="t/part_0"),
+                                                         tf.Variable(init[5:], name="t/part_1")])
+    one, split = (optimizers.make(cfg_lib.Optimizer(kind), 0.05) for _ in range(2))
+    touched = set()
+    for _ in range(5):
+        ids = tf.constant(rng.choice([0, 2, 3, 7, 8], 3, replace=False), tf.int64)
+        touched |= set(ids.numpy().tolist())
+        target = tf.constant(rng.normal(size=(3, 3)).astype(np.float32))
+        for table, opt, variables in ((whole, one, [whole]), (shards, split, shards.variables)):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.nn.embedding_lookup(table, ids) - target))
+            grads = tape.gradient(loss, variables)
+            opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+    got = np.concatenate([v.numpy() for v in shards.variables])
+    untouched = sorted(set(range(10)) - touched)
+    np.testing.assert_array_equal(got[untouched], init[untouched])
+    np.testing.assert_allclose(got, whole.numpy(), atol=1e-6)
+    assert not np.allclose(got[sorted(touched)], init[sorted(touched)])
