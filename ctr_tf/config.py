@@ -237,6 +237,8 @@ class TrainConfig:
         _check(self.strategy != Strategy.PARAMETER_SERVER or self.steps_per_epoch > 0, "steps_per_epoch",
                self.steps_per_epoch, "--strategy=parameter_server needs --steps_per_epoch > 0")
         _check(self.ps_shards >= 0, "ps_shards", self.ps_shards, "must be >= 0 (0: one shard per parameter server)")
+        _check(self.ps_shards == 0 or self.strategy == Strategy.PARAMETER_SERVER, "ps_shards", self.ps_shards,
+               "shards tables over parameter servers: it needs --strategy=parameter_server")
         _check(0 < self.negative_downsampling <= 1, "negative_downsampling", self.negative_downsampling,
                "must be in (0, 1]: the fraction of negatives kept in training (1: all)")
         if self.eval_epochs:

@@ -317,3 +317,13 @@ def test_dense_table_l2_puts_the_term_in_the_loss_instead(data_dir, tmp_path):
                    model_kw={"embedding_table_l2": 1e-3})
     r = trainer.Run(cfg)
     assert r.model.losses and not r.optimizer.table_l2
+
+
+def test_ps_shards_is_refused_without_parameter_servers_and_when_negative(tmp_path):
+    with pytest.raises(cfg_lib.ConfigError, match="--ps_shards=2.*parameter_server"):
+        cfg_lib.TrainConfig(model_dir=str(tmp_path), ps_shards=2)
+    with pytest.raises(cfg_lib.ConfigError, match="--ps_shards=-1"):
+        cfg_lib.TrainConfig(model_dir=str(tmp_path), ps_shards=-1, strategy=cfg_lib.Strategy.PARAMETER_SERVER,
+                            steps_per_epoch=5)
+    assert cfg_lib.TrainConfig(model_dir=str(tmp_path), ps_shards=3, strategy=cfg_lib.Strategy.PARAMETER_SERVER,
+                               steps_per_epoch=5).ps_shards == 3
