@@ -104,7 +104,11 @@ class LazyAdam(tf.keras.optimizers.Adam):
         m_rows, v_rows = tf.gather(m, idx), tf.gather(v, idx)
         if last is not None:
             w_rows = tf.gather(variable, idx)
-            missed = tf.cast(step, last.dtype) - 1 - tf.gather(last, idx)
+            # Never negative: with parameter servers, workers update asynchronously, and a row's
+            # last step, written by a worker further on, can be ahead of the step this one read;
+            # a negative count turned the L2 shrink into a growth of exp(alpha * l2 / sqrt(v)),
+            # which blew up rare rows (tiny v) in about one sharded run in five.
+            missed = tf.maximum(tf.cast(step, last.dtype) - 1 - tf.gather(last, idx), 0)
             w_rows, m_rows, v_rows = self._catch_up(w_rows, m_rows, v_rows, missed, alpha)
             g = g + self.table_l2 * w_rows
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
@@ -126,7 +130,7 @@ class LazyAdam(tf.keras.optimizers.Adam):
         rows = int(table.shape[0])
         for start in range(0, rows, SETTLE_ROWS):
             idx = tf.range(start, min(start + SETTLE_ROWS, rows), dtype=tf.int64)
-            missed = tf.cast(now, last.dtype) - tf.gather(last, idx)
+            missed = tf.maximum(tf.cast(now, last.dtype) - tf.gather(last, idx), 0)
             w_rows, m_rows, v_rows = self._catch_up(tf.gather(table, idx), tf.gather(m, idx), tf.gather(v, idx),
                                                     missed, alpha)
             table.scatter_update(tf.IndexedSlices(w_rows, idx))

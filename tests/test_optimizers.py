@@ -207,3 +207,21 @@ def test_sparse_optimizers_update_only_the_looked_up_rows_of_each_shard(kind):
     np.testing.assert_array_equal(got[untouched], init[untouched])
     np.testing.assert_allclose(got, whole.numpy(), atol=1e-6)
     assert not np.allclose(got[sorted(touched)], init[sorted(touched)])
+
+
+def test_a_row_whose_last_step_is_ahead_of_the_step_read_is_not_grown():
+    """With parameter servers, workers update asynchronously: a row's last step, written by a
+    worker further on, can be ahead of the step another worker read. Such a row gets a plain Adam
+    step (no catch-up), never the negative catch-up that multiplied it by exp(alpha l2 / sqrt(v))."""
+    table = tf.Variable(np.full((3, 2), 0.05, np.float32))
+    opt = optimizers.LazyAdam(LR, table_l2=L2, l2_tables=[table])
+    grad = tf.IndexedSlices(tf.constant([[1e-12, 1e-12]]), tf.constant([1]))
+    opt.apply_gradients([(grad, table)])  # row 1's v becomes ~1e-27: sqrt(v) tiny
+    m, v, last = opt._slots(table)
+    last.scatter_update(tf.IndexedSlices(tf.constant([50.0]), tf.constant([1])))  # "written by another worker"
+    before = table.numpy()[1].copy()
+    opt.apply_gradients([(grad, table)])
+    step = np.abs(table.numpy()[1] - before)
+    assert np.all(step <= 1.01 * LR) and np.all(np.isfinite(table.numpy()))  # Adam's bound: lr a step
+    opt.settle()
+    assert np.all(np.abs(table.numpy()) <= 0.05 + 3 * LR)
