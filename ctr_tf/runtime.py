@@ -102,18 +102,19 @@ def placement(model: tf.keras.Model, tables: list) -> dict:
     """Where a model's variables live: each embedding table's shards with their row ranges
     [start, end) and devices, and the other variables' devices (placement.json)."""
     out = {"tables": [], "dense": []}
-    table_ids = {id(t) for t in tables}
+    in_tables = set()
     for t in tables:
-        parts = list(getattr(t, "variables", [t])) if isinstance(t, tf.__internal__.distribute.ShardedVariable) else [t]
+        sharded = isinstance(t, tf.__internal__.distribute.ShardedVariable)
+        parts = list(t.variables) if sharded else [t]
+        in_tables.update(id(p) for p in parts)
         start, shards = 0, []
         for p in parts:
             shards.append({"rows": [start, start + int(p.shape[0])], "device": p.device})
             start += int(p.shape[0])
-        name = parts[0].name.rsplit("/part_", 1)[0] if len(parts) > 1 or parts[0] is not t else t.name
+        name = parts[0].name.rsplit("/part_", 1)[0] if sharded else t.name
         out["tables"].append({"name": name.split(":")[0], "rows": start, "dim": int(t.shape[1]), "shards": shards})
-    for v in model.variables:
-        if id(v) not in table_ids and not any(id(v) == id(p) for t in tables for p in getattr(t, "variables", [])):
-            out["dense"].append({"name": v.name, "shape": [int(d) for d in v.shape], "device": v.device})
+    out["dense"] = [{"name": v.name, "shape": [int(d) for d in v.shape], "device": v.device}
+                    for v in model.variables if id(v) not in in_tables]
     return out
 
 

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -253,15 +254,14 @@ class Run:
         return result
 
     def _ps_failure(self, error) -> str:
-        import re
         tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(error))))
         who = f"parameter server {', '.join(tasks)}" if tasks else "a parameter server"
         latest = self.manager.latest_checkpoint
-        done = (f"epochs up to {int(latest.rsplit('-', 1)[1])} are checkpointed in {self.t.model_dir}"
-                if latest else f"no epoch was checkpointed in {self.t.model_dir} yet")
-        return (f"a parameter server failed ({who} is unreachable: {type(error).__name__}); its variables "
-                f"are lost with it. {done}: start the parameter server again and run the same command "
-                "again, and training resumes after the last finished epoch.")
+        done = (f"Epochs up to {int(latest.rsplit('-', 1)[1])} are checkpointed in {self.t.model_dir}"
+                if latest else f"No epoch is checkpointed in {self.t.model_dir} yet")
+        return (f"{who} failed ({type(error).__name__}), and the variables it held are lost with it. {done}: "
+                "start the parameter server again and run the same command again; training resumes after "
+                "the last finished epoch.")
 
     def prepare_calibration(self):
         """With --calibration: the map for the weights in the model (the epoch to export), fitted on

@@ -221,7 +221,7 @@ def test_a_dead_worker_is_survived_a_dead_ps_stops_the_run_and_the_rerun_resumes
         rc = chief.finish(180)
         out = chief.output
         assert rc not in (0, None), out[-3000:]
-        assert "a parameter server failed" in out and "run the same command again" in out, out[-3000:]
+        assert "parameter server 1 failed" in out and "run the same command again" in out, out[-3000:]
         assert not os.path.exists(md / "export")
         done = sorted(int(n.split("-")[1].split(".")[0]) for n in os.listdir(md / "checkpoints") if n.endswith(".index"))
         assert done == [0, 1, 2], done
