@@ -2,6 +2,7 @@
 the same rows in every split, the same vocabularies, rejects and schema; a failed run publishes
 nothing and leaves no process behind. Also the pieces both runners share: byte ranges of a file,
 the split drawn from a line's text, transforms whose bits do not depend on a row's place."""
+import gzip
 import os
 import signal
 import subprocess
@@ -116,14 +117,23 @@ def test_beam_runner_matches_local_on_real_files_in_hash_mode(tmp_path):
 
 
 def test_failed_beam_run_publishes_nothing(bad_input, tmp_path):
-    """Over --max_reject_rate the Beam run fails after its pipeline, with the reason; the output
-    directory holds no schema.json, shard or vocabulary, and no worker process is left."""
+    """Over --max_reject_rate the Beam run fails after its pipeline, with the reason; a worker's
+    error (a truncated gzip file) comes back as one line; the output directory holds no
+    schema.json, shard or vocabulary, and no worker process is left."""
     rc, out = run_converter("beam", tmp_path / "out", f"--input={bad_input / 'bad.tsv'}", "--max_reject_rate=0.0001",
                             "--categorical_encoding=hash")
     assert rc != 0 and "max_reject_rate" in out, out[-2000:]
     left = os.listdir(tmp_path / "out")
     assert not [n for n in left if n == "schema.json" or shards.SHARD_NAME.fullmatch(n) or n.startswith(".incomplete")
                 or n == "vocab"], left
+    # a worker's error (a truncated gzip file): one line naming the file, no traceback, nothing left
+    data = gzip.compress((bad_input / "bad.tsv").read_bytes())
+    (tmp_path / "cut.tsv.gz").write_bytes(data[:len(data) // 2])
+    rc, out = run_converter("beam", tmp_path / "cut", f"--input={tmp_path / 'cut.tsv.gz'}", "--categorical_encoding=hash")
+    last = out.strip().splitlines()[-1]
+    assert rc != 0 and last.startswith("criteo_to_tfrecords: error: the Beam pipeline failed: InputError: ")
+    assert "cut.tsv.gz: the compressed stream is truncated" in last, out[-2000:]
+    assert [n for n in os.listdir(tmp_path / "cut") if not n.startswith(".ctr_tf")] == []
 
 
 def test_byte_ranges_give_every_line_once_with_its_offset(tmp_path):
@@ -148,7 +158,6 @@ def test_byte_ranges_give_every_line_once_with_its_offset(tmp_path):
                     offsets += o.tolist()
             assert got == expected, (trial, range_bytes)
             assert offsets == starts[:len(expected)], (trial, range_bytes)
-    import gzip
     gz = tmp_path / "f.gz"
     gz.write_bytes(gzip.compress(b"a\nbb\r\nccc"))
     assert reader.byte_ranges(str(gz), 1) == [(0, None)]

@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import time
@@ -84,6 +85,13 @@ def _loopback_grpc():
         yield
     finally:
         grpc.server = make_server
+
+
+def _worker_error(error: Exception) -> str:
+    """The last 'SomeError: message' line of a runner's error (a worker's traceback as text), or
+    the error itself."""
+    found = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+?)(?: \[while running .*\])?$", str(error), re.M)
+    return ": ".join(found[-1]) if found else f"{type(error).__name__}: {error}"
 
 
 class _RangeWork(beam.DoFn):
@@ -243,9 +251,12 @@ class BeamConverter(Converter):
         pipeline = beam.Pipeline(options=options)
         build(pipeline)
         local = options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "BundleBasedDirectRunner")
-        with _loopback_grpc() if local else contextlib.nullcontext():
-            result = pipeline.run()
-            result.wait_until_finish()
+        try:
+            with _loopback_grpc() if local else contextlib.nullcontext():
+                result = pipeline.run()
+                result.wait_until_finish()
+        except Exception as e:  # a worker's error comes back as the runner's, its traceback in the text
+            raise ConversionError(f"the Beam pipeline failed: {_worker_error(e)}") from e
         counters = {}
         for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
             value = c.committed if c.committed is not None else c.attempted
