@@ -202,7 +202,7 @@ def test_a_dead_worker_is_survived_a_dead_ps_stops_the_run_and_the_rerun_resumes
     import time
     cluster = _Cluster(workers=2, ps=2)
     md = tmp_path / "m"
-    args = train_args(data_dir, md, "parameter_server", ["--epochs=4", "--steps_per_epoch=300"])
+    args = train_args(data_dir, md, "parameter_server", ["--epochs=4", "--steps_per_epoch=200"])
     chief = None
     try:
         for kind in ("ps", "worker"):
