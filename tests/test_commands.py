@@ -52,9 +52,11 @@ def test_train_helpfull_documents_the_run_flags():
 
 
 def test_data_benchmark_prints_its_table(tmp_path):
-    out = run("pipelines.benchmark_data", "--rows=20000", f"--work_dir={tmp_path}")
+    out = run("pipelines.benchmark_data", "--rows=20000", "--beam_rows=3000", f"--work_dir={tmp_path}")
     assert "raw line read + split (Python, the floor)" in out and "TFRecord read + parse" in out
     assert "convert, vocabulary (one parse + remap)" in out
+    # the Beam runner's rows, each compared with the local runner's output
+    assert out.count("same data as local") == 2 and "DIFFERS" not in out
 
 
 def test_train_benchmark_prints_its_table(tmp_path):
