@@ -8,6 +8,7 @@ PaddleRec's static-graph trainers use). Dense variables get exactly Adam.
 import tensorflow as tf
 
 from ctr_tf.config import Optimizer
+from ctr_tf.layers.embedding import table_shards
 
 SETTLE_ROWS = 1 << 20   # rows a settle catches up at once
 
@@ -37,7 +38,7 @@ class LazyAdam(tf.keras.optimizers.Adam):
         self.table_l2 = float(table_l2)
         # A table sharded over parameter servers reaches update_step one shard at a time, each
         # shard with its own slots: the L2's bookkeeping is per shard too.
-        self._l2_tables = [s for t in l2_tables for s in _shards(t)] if self.table_l2 > 0 else []
+        self._l2_tables = [s for t in l2_tables for s in table_shards(t)] if self.table_l2 > 0 else []
 
     def build(self, var_list):
         super().build(var_list)
@@ -149,17 +150,12 @@ class LazyAdam(tf.keras.optimizers.Adam):
         return {**super().get_config(), "table_l2": self.table_l2}
 
 
-def _shards(table) -> list:
-    """The variables of a table: its shards when sharded (a ShardedVariable), else itself."""
-    sharded = getattr(tf.__internal__.distribute, "ShardedVariable", ())
-    return list(table.variables) if sharded and isinstance(table, sharded) else [table]
-
-
 def make(kind: Optimizer, learning_rate, clipnorm: float = 0.0, adam_epsilon: float = 1e-8,
          table_l2: float = 0.0, l2_tables=()):
     """The optimizer for `kind`; all of them update embedding rows sparsely except `adam`.
     `table_l2` (lazy_adam only): the whole-table L2 of the tables in `l2_tables`, kept sparse."""
     extra = {"global_clipnorm": clipnorm} if clipnorm > 0 else {}
+    legacy_extra = {"clipnorm": clipnorm} if clipnorm > 0 else {}  # the legacy optimizers' name for it
     if table_l2 and kind != Optimizer.LAZY_ADAM:
         raise ValueError(f"a sparse table L2 is a lazy_adam option, not one of {kind.value}")
     if kind == Optimizer.LAZY_ADAM:
@@ -170,10 +166,10 @@ def make(kind: Optimizer, learning_rate, clipnorm: float = 0.0, adam_epsilon: fl
         return tf.keras.optimizers.Adagrad(learning_rate, **extra)
     if kind == Optimizer.SGD:
         # The new SGD always keeps a momentum slot and updates densely; legacy SGD is sparse.
-        return tf.keras.optimizers.legacy.SGD(learning_rate, **({"clipnorm": clipnorm} if clipnorm > 0 else {}))
+        return tf.keras.optimizers.legacy.SGD(learning_rate, **legacy_extra)
     if kind == Optimizer.FTRL:
         # The new Ftrl densifies an IndexedSlices gradient and rewrites every row of the table
         # (an unseen row is recomputed from its zero linear term: set to 0); legacy Ftrl applies
         # TensorFlow's sparse FTRL kernel to the looked-up rows only.
-        return tf.keras.optimizers.legacy.Ftrl(learning_rate, **({"clipnorm": clipnorm} if clipnorm > 0 else {}))
+        return tf.keras.optimizers.legacy.Ftrl(learning_rate, **legacy_extra)
     raise ValueError(f"unknown optimizer {kind!r}")

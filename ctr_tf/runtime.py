@@ -11,12 +11,14 @@ import contextlib
 import json
 import os
 import random
+import re
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from ctr_tf import config as cfg_lib
+from ctr_tf.layers.embedding import is_creating_table, table_shards
 
 
 class TrainingError(RuntimeError):
@@ -67,8 +69,6 @@ def process_state(t: cfg_lib.TrainConfig):
 def table_partitioner(shards: int):
     """A variable partitioner that splits embedding tables into `shards` by rows (fewer when a
     table has fewer rows) and leaves every other variable whole."""
-    from ctr_tf.layers.embedding import is_creating_table
-
     def partition(shape, dtype):
         del dtype
         if is_creating_table() and shards > 1:
@@ -104,8 +104,8 @@ def placement(model: tf.keras.Model, tables: list) -> dict:
     out = {"tables": [], "dense": []}
     in_tables = set()
     for t in tables:
-        sharded = isinstance(t, tf.__internal__.distribute.ShardedVariable)
-        parts = list(t.variables) if sharded else [t]
+        parts = table_shards(t)
+        sharded = parts[0] is not t
         in_tables.update(id(p) for p in parts)
         start, shards = 0, []
         for p in parts:
@@ -116,6 +116,25 @@ def placement(model: tf.keras.Model, tables: list) -> dict:
     out["dense"] = [{"name": v.name, "shape": [int(d) for d in v.shape], "device": v.device}
                     for v in model.variables if id(v) not in in_tables]
     return out
+
+
+def placement_lines(where: dict) -> list[str]:
+    """One console line per table of `placement`'s account: its shards' rows and devices."""
+    return [f"placement: {t['name']} ({t['rows']:,} x {t['dim']}) in {len(t['shards'])} shard(s): "
+            + ", ".join(f"rows {s['rows'][0]:,}-{s['rows'][1]:,} on {s['device']}" for s in t["shards"])
+            for t in where["tables"]]
+
+
+def ps_failure_message(error: Exception, latest_checkpoint: str | None, model_dir: str) -> str:
+    """What the chief says when training loses a parameter server (the coordinator reschedules a
+    lost worker's steps itself; what reaches fit is a server whose variables are gone)."""
+    tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(error))))
+    who = f"parameter server {', '.join(tasks)}" if tasks else "a parameter server"
+    done = (f"Epochs up to {int(latest_checkpoint.rsplit('-', 1)[1])} are checkpointed in {model_dir}"
+            if latest_checkpoint else f"No epoch is checkpointed in {model_dir} yet")
+    return (f"{who} failed ({type(error).__name__}), and the variables it held are lost with it. {done}: "
+            "start the parameter server again and run the same command again; training resumes after "
+            "the last finished epoch.")
 
 
 def is_chief(strategy) -> bool:

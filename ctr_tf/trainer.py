@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -105,12 +104,9 @@ class Run:
 
     def _write_placement(self):
         """placement.json: each embedding table's shards (row ranges, devices), the dense variables'
-        devices; one line of it on the console."""
+        devices; a line a table on the console."""
         where = runtime.placement(self.model, models.embedding_tables(self.model))
-        for table in where["tables"]:
-            print(f"placement: {table['name']} ({table['rows']:,} x {table['dim']}) in {len(table['shards'])} "
-                  f"shard(s): " + ", ".join(f"rows {s['rows'][0]:,}-{s['rows'][1]:,} on {s['device']}"
-                                            for s in table["shards"]), flush=True)
+        print("\n".join(runtime.placement_lines(where)), flush=True)
         if self.chief and self.t.mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
             _write_atomically(os.path.join(self.t.model_dir, "placement.json"), json.dumps(where, indent=1) + "\n")
 
@@ -230,9 +226,7 @@ class Run:
         except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as e:
             if not ps:
                 raise
-            # The coordinator reschedules a lost worker's steps itself; what reaches fit is the
-            # loss of a parameter server, whose variables are gone with it.
-            raise TrainingError(self._ps_failure(e)) from None
+            raise TrainingError(runtime.ps_failure_message(e, self.manager.latest_checkpoint, self.t.model_dir)) from None
         # Time in fit, less the per-epoch validation, settle and checkpoint: what training itself took.
         spent = {kind: sum(c.seconds for c in callbacks if isinstance(c, cls)) for kind, cls in
                  (("evaluation", ExactEvaluation), ("settle", SettleTableL2), ("checkpoint", EpochCheckpoint))}
@@ -252,16 +246,6 @@ class Run:
         print(f"training: {steps:,} steps, {examples:,} examples in {seconds:.1f} s: "
               f"{result['examples_per_second']:,.0f} examples/s", flush=True)
         return result
-
-    def _ps_failure(self, error) -> str:
-        tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(error))))
-        who = f"parameter server {', '.join(tasks)}" if tasks else "a parameter server"
-        latest = self.manager.latest_checkpoint
-        done = (f"Epochs up to {int(latest.rsplit('-', 1)[1])} are checkpointed in {self.t.model_dir}"
-                if latest else f"No epoch is checkpointed in {self.t.model_dir} yet")
-        return (f"{who} failed ({type(error).__name__}), and the variables it held are lost with it. {done}: "
-                "start the parameter server again and run the same command again; training resumes after "
-                "the last finished epoch.")
 
     def prepare_calibration(self):
         """With --calibration: the map for the weights in the model (the epoch to export), fitted on

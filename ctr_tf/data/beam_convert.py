@@ -51,6 +51,7 @@ from ctr_tf import schema as schema_lib
 from ctr_tf.data import reader, records, shards, synthetic
 from ctr_tf.data.convert import Converter
 from ctr_tf.data.convert_config import SPLITS, ConversionError, ConvertConfig, build_features
+from ctr_tf.data.vocabulary_pass import write_vocabulary
 
 NAMESPACE = "ctr_tf.convert"
 RANGE_BYTES = 64 << 20
@@ -122,8 +123,6 @@ class _RangeWork(beam.DoFn):
             self.parsers[index] = (path, layout, split, parser, src)
             extra = self._normalized_values(src) if self.mode == "count" else None
             self.chunk_parsers[index] = ChunkParser(parser, self.preprocessor, extra)
-        ratios = np.asarray(self.cfg.split, np.float64)
-        self.cum = np.cumsum(ratios / ratios.sum())[:-1]
         self.counters = {}
 
     def _normalized_values(self, src_cols):
@@ -155,17 +154,15 @@ class _RangeWork(beam.DoFn):
                 continue
             ok, keys, label, dense, cat, *extra = chunk_parser.fast(lines)
             idx, (label, dense, cat), slow, order = chunk_parser.merge_slow(lines, ok, 0, (label, dense, cat))
-            split_id = (np.full(len(idx), SPLITS.index(split), np.int8) if split is not None
-                        else shards.split_ids(self.cfg.seed, keys[idx], self.cum))
+            split_id = shards.split_ids(self.cfg.seed, keys[idx], self.cfg.split, split)
             self._count("rows_read", len(lines))
             self._count(f"rows_read/{index}", len(lines))
             self._count("rows_rejected", len(slow.rejects))
             self._count(f"rows_rejected/{index}", len(slow.rejects))
             for i, reason, raw in slow.rejects:
-                self._count(f"reject/{reason.split(':')[0]}", 1)
+                self._count(f"reject/{shards.reason_key(reason)}", 1)
                 if self.mode == "write":
-                    text = raw.decode("utf-8", "replace").replace("\t", "\\t")[:300]
-                    yield beam.pvalue.TaggedOutput("rejects", f"{path}\t{offsets[i]}\t{reason}\t{text}")
+                    yield beam.pvalue.TaggedOutput("rejects", shards.reject_row(path, offsets[i], reason, raw))
             if self.mode == "count":
                 yield from self._value_counts(split_id, cat, extra[0].numpy(), slow, order, vocab_src)
                 continue
@@ -223,10 +220,7 @@ class _WriteVocabulary(beam.DoFn):
 
     def process(self, field_values):
         v, pairs = field_values
-        ordered = sorted((-n, value) for n, value in pairs)
-        with open(os.path.join(self.directory, "vocab", f"{self.names[v]}.txt"), "wb") as f:
-            f.writelines(value + b"\n" for _, value in ordered)
-        yield v, len(ordered)
+        yield v, len(write_vocabulary(self.directory, self.names[v], pairs))
 
 
 class BeamConverter(Converter):

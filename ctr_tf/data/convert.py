@@ -54,8 +54,6 @@ class Converter:
         self.cfg = cfg
         self.sources = self._sources()
         self.format = self.sources[0].layout.format
-        ratios = np.asarray(cfg.split, np.float64)
-        self.cum = np.cumsum(ratios / ratios.sum())[:-1]
         self.pool = concurrent.futures.ThreadPoolExecutor(max(cfg.threads, 1))
 
     def _sources(self) -> list[Source]:
@@ -95,9 +93,7 @@ class Converter:
 
     def split_of(self, src: Source, keys: np.ndarray) -> np.ndarray:
         """The split of each row of `src` from its line's key (`shards.line_keys`)."""
-        if src.split is not None:
-            return np.full(len(keys), SPLITS.index(src.split), np.int8)
-        return shards.split_ids(self.cfg.seed, keys, self.cum)
+        return shards.split_ids(self.cfg.seed, keys, self.cfg.split, src.split)
 
     @property
     def total_bytes(self) -> int:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import records
+from ctr_tf.data.convert_config import SPLITS
 
 REJECTS_FILE = "rejects.tsv"
 SHARD_NAME = re.compile(r"(train|valid|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?")
@@ -28,9 +29,14 @@ def line_keys(lines: tf.Tensor) -> tf.Tensor:
     return tf.bitcast(tf.fingerprint(lines), tf.int64)
 
 
-def split_ids(seed: int, keys: np.ndarray, cum: np.ndarray) -> np.ndarray:
-    """Deterministic split of each line from (seed, its key): splitmix64 -> [0, 1) -> the split
-    whose cumulative ratio it falls under. Equal lines fall in the same split."""
+def split_ids(seed: int, keys: np.ndarray, ratios, fixed: str | None = None) -> np.ndarray:
+    """Each line's split (an index into SPLITS), drawn from (seed, its key): splitmix64 -> [0, 1)
+    -> the split whose share of the train,valid,test `ratios` it falls in. Equal lines fall in
+    the same split. `fixed` (a file given as --valid_input, say) puts every line in that split."""
+    if fixed is not None:
+        return np.full(len(keys), SPLITS.index(fixed), np.int8)
+    ratios = np.asarray(ratios, np.float64)
+    bounds = np.cumsum(ratios / ratios.sum())[:-1]
     with np.errstate(over="ignore"):
         x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ keys.astype(np.int64).view(np.uint64)
         x = x + np.uint64(0x9E3779B97F4A7C15)
@@ -38,7 +44,7 @@ def split_ids(seed: int, keys: np.ndarray, cum: np.ndarray) -> np.ndarray:
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
     u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return np.searchsorted(cum, u, side="right").astype(np.int8)
+    return np.searchsorted(bounds, u, side="right").astype(np.int8)
 
 
 class SplitWriter:
@@ -99,6 +105,18 @@ class SplitWriter:
         return final
 
 
+def reject_row(source_path: str, position: int, reason: str, raw: bytes) -> str:
+    """A line of rejects.tsv: file, position (line number or byte offset), reason, the text (tabs
+    escaped, 300 characters at most)."""
+    text = raw.decode("utf-8", "replace").replace("\t", "\\t")[:300]
+    return f"{source_path}\t{position}\t{reason}\t{text}"
+
+
+def reason_key(reason: str) -> str:
+    """The kind of a reject, as counted in schema.json (a reason without its details)."""
+    return reason.split(":")[0]
+
+
 class RejectsLog:
     """rejects.tsv (file, line, reason, text) and the count of each reason."""
 
@@ -109,9 +127,8 @@ class RejectsLog:
 
     def add(self, source_path: str, rejects) -> None:
         for ln, reason, raw in rejects:
-            text = raw.decode("utf-8", "replace").replace("\t", "\\t")[:300]
-            self.file.write(f"{source_path}\t{ln}\t{reason}\t{text}\n")
-            self.reasons[reason.split(":")[0]] += 1
+            self.file.write(reject_row(source_path, ln, reason, raw) + "\n")
+            self.reasons[reason_key(reason)] += 1
 
     def close(self) -> None:
         self.file.close()

@@ -139,9 +139,7 @@ class VocabularyPass(WritePass):
         sizes = {}
         for v, (_, feat) in enumerate(self.vocab_cols):
             ids = np.flatnonzero((fields == v) & (counts >= self.conv.cfg.min_count))
-            ordered = sorted(zip((-counts[ids]).tolist(), strings[ids].tolist(), ids.tolist()))
-            with open(os.path.join(directory, "vocab", f"{feat.source}.txt"), "wb") as f:
-                f.writelines(k + b"\n" for _, k, _ in ordered)
+            ordered = write_vocabulary(directory, feat.source, zip(counts[ids].tolist(), strings[ids].tolist(), ids.tolist()))
             self.final_ids[[i for _, _, i in ordered]] = preprocessing.VOCAB_OFFSET + np.arange(len(ordered))
             sizes[feat.source] = len(ordered)
         return sizes
@@ -164,6 +162,15 @@ class VocabularyPass(WritePass):
                         cat[:, self.vocab_pos] = final[cat[:, self.vocab_pos]]
                     self.writers[s].add(label, dense, cat)
         shutil.rmtree(self.parsed_dir)
+
+
+def write_vocabulary(directory: str, field: str, entries) -> list:
+    """vocab/<field>.txt from (training count, value bytes, ...) entries that met --min_count, most
+    frequent first, ties by value: the order of both runners. Returns the entries in file order."""
+    ordered = sorted(entries, key=lambda e: (-e[0], e[1]))
+    with open(os.path.join(directory, "vocab", f"{field}.txt"), "wb") as f:
+        f.writelines(e[1] + b"\n" for e in ordered)
+    return ordered
 
 
 def _unique_first(keys: np.ndarray):

@@ -2,7 +2,7 @@
 from ctr_tf.layers.cin import CIN
 from ctr_tf.layers.cross import CrossNetV1
 from ctr_tf.layers.dot import DotInteraction
-from ctr_tf.layers.embedding import DenseFieldEmbedding, FieldEmbedding
+from ctr_tf.layers.embedding import DenseFieldEmbedding, FieldEmbedding, table_shards
 from ctr_tf.layers.fefm import FEFMInteraction
 from ctr_tf.layers.ffm import FFMInteraction
 from ctr_tf.layers.final import FactorizedInteraction, FieldGate, FinalBlock
@@ -15,4 +15,4 @@ from ctr_tf.layers.self_mask_cross import HalfSplitFlatten, SelfMaskCrossNet
 
 __all__ = ["CIN", "CrossNetV1", "DenseFieldEmbedding", "DotInteraction", "EmbeddingGate", "FactorizedInteraction",
            "FEFMInteraction", "FFMInteraction", "FieldEmbedding", "FieldGate", "FieldWiseBiInteraction", "FinalBlock",
-           "FMInteraction", "HalfSplitFlatten", "HiddenGate", "LinearTerm", "MLP", "SelfMaskCrossNet"]
+           "FMInteraction", "HalfSplitFlatten", "HiddenGate", "LinearTerm", "MLP", "SelfMaskCrossNet", "table_shards"]

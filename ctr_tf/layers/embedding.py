@@ -39,6 +39,14 @@ def is_creating_table() -> bool:
     return getattr(_TABLE, "depth", 0) > 0
 
 
+def table_shards(table) -> list:
+    """A table's variables: its shards, in row order, when a parameter-server partitioner split it
+    (a ShardedVariable), else the table itself."""
+    if isinstance(table, tf.__internal__.distribute.ShardedVariable):
+        return list(table.variables)
+    return [table]
+
+
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
 class FieldEmbedding(tf.keras.layers.Layer):
     """Looks up C categorical fields in one table of sum(vocab_sizes) rows.

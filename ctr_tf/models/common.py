@@ -129,21 +129,13 @@ def embedding_tables(model: tf.keras.Model) -> list:
     return [layer.embeddings for layer in model.submodules if isinstance(layer, layers.FieldEmbedding)]
 
 
-def _whole(v) -> tf.Tensor:
-    """A variable's value; a table sharded over parameter servers read whole, shards in order."""
-    if isinstance(v, tf.__internal__.distribute.ShardedVariable):
-        return tf.concat([p.read_value() for p in v.variables], axis=0)
-    return tf.convert_to_tensor(v)
-
-
 def copy_weights(src: tf.keras.Model, dst: tf.keras.Model) -> None:
     """dst's weights := src's, for two builds of one model whose tables may be sharded over
     parameter servers in one and whole in the other (Keras lists a sharded table's shards as
     weights of their own, so get_weights/set_weights do not pair them up)."""
     def split(model):
         tables = embedding_tables(model)
-        parts = {id(p) for t in tables
-                 for p in (t.variables if isinstance(t, tf.__internal__.distribute.ShardedVariable) else [t])}
+        parts = {id(p) for t in tables for p in layers.table_shards(t)}
         return tables, [w for w in model.weights if id(w) not in parts]
     (src_tables, src_rest), (dst_tables, dst_rest) = split(src), split(dst)
     pairs = list(zip(dst_tables, src_tables)) + list(zip(dst_rest, src_rest))
@@ -151,4 +143,5 @@ def copy_weights(src: tf.keras.Model, dst: tf.keras.Model) -> None:
             a.shape != b.shape for a, b in pairs):
         raise ValueError(f"cannot copy the weights of {src.name} into {dst.name}: they differ in structure")
     for a, b in pairs:
-        a.assign(_whole(b))
+        parts = layers.table_shards(b)
+        a.assign(parts[0] if len(parts) == 1 else tf.concat([p.read_value() for p in parts], axis=0))
