@@ -88,6 +88,21 @@ def _loopback_grpc():
         grpc.server = make_server
 
 
+def _direct_runner(options: PipelineOptions):
+    """The DirectRunner's own batch engine (FnApiRunner), which honours --direct_running_mode and
+    --direct_num_workers. Beam's DirectRunner first tries its Prism runner, a Go binary it
+    downloads from GitHub at run time, and falls back to this engine only when that fails (as on a
+    machine without network); it also leaves a beam-temp directory behind on each try. Here the
+    local pipeline never downloads anything and always runs on the engine that was tested.
+    Prism stays available by name: --beam_options='--runner=PrismRunner'."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=info)
+
+
 def _worker_error(error: Exception) -> str:
     """The last 'SomeError: message' line of a runner's error (a worker's traceback as text), or
     the error itself."""
@@ -242,9 +257,9 @@ class BeamConverter(Converter):
         """Runs one pipeline built by build(pipeline); its counters."""
         logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its workers' INFO lines drown ours
         options = PipelineOptions(self.options)
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline)
         local = options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct", "BundleBasedDirectRunner")
+        pipeline = beam.Pipeline(runner=_direct_runner(options) if local else None, options=options)
+        build(pipeline)
         try:
             with _loopback_grpc() if local else contextlib.nullcontext():
                 result = pipeline.run()
