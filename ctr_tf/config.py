@@ -217,6 +217,7 @@ class TrainConfig:
     keep_checkpoints: int = 0
     negative_downsampling: float = 1.0
     calibration: CalibrationMethod = CalibrationMethod.NONE
+    refit_intercept: bool = False  # after training: the logit offset that matches the train split's click rate
 
     def __post_init__(self):
         _check(bool(self.model_dir), "model_dir", self.model_dir, "is required")

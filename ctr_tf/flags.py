@@ -168,6 +168,9 @@ def define_flags(fv: flags.FlagValues = FLAGS):
                       "After training, fit platt (sigmoid(a z + b)) or isotonic calibration on the validation "
                       "split's predictions of the exported epoch; the export serves the calibrated probability.",
                       flag_values=fv)
+    flags.DEFINE_boolean("refit_intercept", False, "After training, refit the logit's intercept on the training "
+                         "split (its mean probability then equals its click rate; every order is kept); "
+                         "evaluation and the export apply it, before any --calibration.", flag_values=fv)
     # The model.
     flags.DEFINE_integer("embedding_dim", 16, "Embedding size of every field.", flag_values=fv)
     flags.DEFINE_float("embedding_init_std", 1e-4, "Std of the truncated-normal embedding init (BARS: 1e-4; "
@@ -285,4 +288,4 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             eval_epochs=fv.eval_epochs, predict_output=fv.predict_output, seed=fv.seed,
             deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints,
             negative_downsampling=fv.negative_downsampling,
-            calibration=cfg_lib.CalibrationMethod(fv.calibration)))
+            calibration=cfg_lib.CalibrationMethod(fv.calibration), refit_intercept=fv.refit_intercept))

@@ -5,6 +5,7 @@ model_dir layout:
   config.json, flags.txt     the resolved config and flags of the latest run
   checkpoints/epoch-<e>.*    model + optimizer after epoch e (0-based), one per epoch
   best_epoch.json            the epoch with the best validation AUC
+  intercept.json             with --refit_intercept: the logit offset fitted for the exported epoch
   calibration.json           with --calibration: the map fitted for the exported epoch
   metrics-<split>.json       the final evaluation (served probabilities; before calibration too)
   tensorboard/{train,eval}   event files
@@ -94,6 +95,7 @@ class Run:
         self.logit_shift = calibration_lib.downsampling_shift(self.t.negative_downsampling)
         self.scorer = Scorer(self.model, self.logit_shift)
         self.calibration = None  # fitted by prepare_calibration() for the epoch that is exported
+        self.intercept = None  # fitted by refit_intercept() for the epoch that is exported
         self.epoch_in_model = None
         self.timings = {}  # seconds of the stages of this run, written to timings.json
         self._first_epoch = 0  # the epoch this process's training starts at (after a resume: not 0)
@@ -247,6 +249,41 @@ class Run:
               f"{result['examples_per_second']:,.0f} examples/s", flush=True)
         return result
 
+    def refit_intercept(self):
+        """With --refit_intercept: the logit offset for the weights in the model (the epoch to
+        export) that makes the mean probability on the training split (read whole, no downsampling)
+        equal its click rate; added to the logit shift everywhere a probability is made from here on
+        (the final evaluation, the calibration fit, the export, predict). Saved as intercept.json;
+        --mode=export and predict reuse one fitted for the same epoch and rate."""
+        if not self.t.refit_intercept:
+            return None
+        base = calibration_lib.downsampling_shift(self.t.negative_downsampling)
+        stored = calibration_lib.Intercept.load(self.t.model_dir)
+        if (self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT) and stored is not None
+                and stored.fitted_on.get("epoch") == self.epoch_in_model
+                and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling):
+            fitted = stored
+        else:
+            self.scorer.logit_shift = base
+            y, z = self.scorer.labelled_logits(self.dataset("train", False))
+            try:
+                offset = calibration_lib.fit_intercept(y, z)
+            except ValueError as e:
+                raise TrainingError(f"--refit_intercept: the training split: {e}") from None
+            fitted = calibration_lib.Intercept(offset, {
+                "split": "train", "epoch": self.epoch_in_model, "rows": int(y.size),
+                "negative_downsampling": self.t.negative_downsampling,
+                "ctr_ratio_before": metrics.summary(y, probabilities(z))["ctr_ratio"]})
+            if self.chief:
+                fitted.save(self.t.model_dir)
+        self.intercept = fitted
+        self.logit_shift = base + fitted.offset
+        self.scorer.logit_shift = self.logit_shift
+        print(f"intercept refit on {fitted.fitted_on['rows']:,} train rows of epoch {self.epoch_in_model}: logit "
+              f"offset {fitted.offset:+.4f} (their predicted/actual CTR was {fitted.fitted_on['ctr_ratio_before']:.4f})",
+              flush=True)
+        return fitted
+
     def prepare_calibration(self):
         """With --calibration: the map for the weights in the model (the epoch to export), fitted on
         the validation split's probabilities (after the downsampling correction) and saved as
@@ -259,7 +296,8 @@ class Run:
         stored = calibration_lib.Calibration.load(self.t.model_dir)
         if (self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT) and stored is not None and stored.method == method
                 and stored.fitted_on.get("epoch") == self.epoch_in_model
-                and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling):
+                and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling
+                and math.isclose(stored.fitted_on.get("logit_shift", math.nan), self.logit_shift, abs_tol=1e-12)):
             self.calibration = stored
         else:
             if not split or self.schema.split_rows(split) == 0:
@@ -268,7 +306,8 @@ class Run:
             y, z = self.scorer.labelled_logits(self.dataset(split, False))
             self.calibration = calibration_lib.Calibration.fit(
                 method, y, z, {"split": split, "epoch": self.epoch_in_model,
-                               "negative_downsampling": self.t.negative_downsampling})
+                               "negative_downsampling": self.t.negative_downsampling,
+                               "logit_shift": self.logit_shift})
             if self.chief:
                 self.calibration.save(self.t.model_dir)
         print(f"calibration ({self.calibration.describe()}) fitted on {self.calibration.fitted_on['rows']:,} "
@@ -286,7 +325,13 @@ class Run:
         m = {**metrics.summary(y, p), "negative_downsampling": self.t.negative_downsampling,
              "calibration": self.calibration.describe() if self.calibration else "none",
              "reliability": metrics.reliability(y, p)}
+        if self.intercept is not None:
+            m["intercept"] = {"offset": self.intercept.offset, **self.intercept.fitted_on}
         lines = []
+        if self.intercept is not None:
+            before = probabilities(z - self.intercept.offset)  # the logits as trained, downsampling corrected
+            m["before_intercept_refit"] = {**metrics.summary(y, before), "reliability": metrics.reliability(y, before)}
+            lines.append(_metrics_line(f"{split} before intercept refit", m["before_intercept_refit"]))
         if self.calibration is not None:
             q = probabilities(z)
             m["uncalibrated"] = {**metrics.summary(y, q), "reliability": metrics.reliability(y, q)}
@@ -356,6 +401,7 @@ class Run:
         if self.restore_latest() == 0:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to predict with")
         split = self.cfg.data.test_split
+        self.refit_intercept()
         self.prepare_calibration()
         _, z = self.scorer.logits(self.dataset(split, False))
         out = self.t.predict_output or os.path.join(self.t.model_dir, f"predictions-{split}.txt")
@@ -394,6 +440,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
             if cfg.train.early_stopping_patience:
                 r.restore_for_export()  # the best validation epoch, whether or not training stopped early
+            r.refit_intercept()
             r.prepare_calibration()
             out["test"] = r.final_evaluation()
             if r.chief:
@@ -402,6 +449,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         out["epochs"] = r.evaluate_epochs()
     elif mode == cfg_lib.Mode.EXPORT:
         r.restore_for_export()
+        r.refit_intercept()
         r.prepare_calibration()
         out["export"] = r.export()
     elif mode == cfg_lib.Mode.PREDICT:

@@ -7,6 +7,8 @@ held-out rows it never saw against the true click probabilities.
 
 For each negative-downsampling rate one training run (`--negative_downsampling`); the run at rate
 1 is exported again with each `--calibration` (`--mode=export`, fitted on the validation split).
+With the flagfile's --refit_intercept, each run is also scored as trained ("as trained": the
+export's logits less the refit offset, corrected for downsampling only).
 Every export is loaded as TF Serving would load it and scores the held-out raw text through its
 `serving_default` signature. The table: training examples/s, test AUC, logloss, NE, ECE (20
 equal-mass bins) and predicted/actual CTR of each export, and the same for the Bayes-optimal
@@ -36,19 +38,26 @@ FLAGS = flags.FLAGS
 class _InProcess:
     """serving.client's predict(rows) over a loaded SavedModel's serving_default signature."""
 
-    def __init__(self, export_path: str):
+    def __init__(self, export_path: str, without_offset: float | None = None):
         import tensorflow as tf
         self.tf = tf
-        self.fn = tf.saved_model.load(export_path).signatures["serving_default"]
+        self.without_offset = without_offset
+        signatures = tf.saved_model.load(export_path).signatures
+        self.fn = signatures["serving_default" if without_offset is None else "predict_logits"]
 
     def predict(self, rows: dict):
-        out = self.fn(**{k: self.tf.constant(v) for k, v in rows.items()})["probability"]
-        return out.numpy().reshape(-1)
+        out = self.fn(**{k: self.tf.constant(v) for k, v in rows.items()})
+        if self.without_offset is None:
+            return out["probability"].numpy().reshape(-1)
+        import numpy as np
+        return 1 / (1 + np.exp(-(out["logits"].numpy().reshape(-1).astype(np.float64) - self.without_offset)))
 
 
-def score_export(export_path: str, heldout: str) -> dict:
+def score_export(export_path: str, heldout: str, without_offset: float | None = None) -> dict:
+    """The export's metrics on the held-out rows; with without_offset, of its logits less that
+    refit intercept (the model as trained, corrected for downsampling only)."""
     from serving import client as client_lib
-    probs, labels, rejects = client_lib.score_file(_InProcess(export_path), heldout, 4096)
+    probs, labels, rejects = client_lib.score_file(_InProcess(export_path, without_offset), heldout, 4096)
     if rejects:
         raise RuntimeError(f"{len(rejects)} held-out lines were rejected: {rejects[:3]}")
     return metrics.summary(labels, probs)
@@ -77,6 +86,10 @@ def run(work: str, rows: int, heldout_rows: int, scale: float, rates, calibratio
         cfg, text = experiment.trial_config(flagfile, data, model_dir, [*overrides, f"--negative_downsampling={rate}"])
         out = trainer.run(cfg, text)
         speed = out["train"]["examples_per_second"]
+        intercept = (out.get("test") or {}).get("intercept")
+        if intercept is not None:
+            table.append({"export": f"rate {rate:g}, as trained", "examples_per_second": speed,
+                          **score_export(out["export"], heldout, without_offset=intercept["offset"])})
         table.append({"export": f"rate {rate:g}", "examples_per_second": speed,
                       **score_export(out["export"], heldout)})
         if rate == 1.0:

@@ -93,6 +93,24 @@ def test_downsampling_correction_is_a_logit_shift():
         cfg_lib.TrainConfig(model_dir="m", negative_downsampling=1.5)
 
 
+def test_refit_intercept_makes_the_mean_probability_the_click_rate():
+    y, z = _planted(20000, 4)
+    z = z + 0.4  # logits whose mean probability is off the click rate
+    b = calibration_lib.fit_intercept(y, z)
+    p = 1 / (1 + np.exp(-(z + b)))
+    assert p.sum() == pytest.approx(y.sum(), rel=1e-10)
+    # against a brute-force scan of offsets: the one whose mean probability is nearest the rate
+    grid = np.linspace(-2, 2, 4001)
+    gaps = [abs((1 / (1 + np.exp(-(z + g)))).mean() - y.mean()) for g in grid]
+    assert b == pytest.approx(grid[int(np.argmin(gaps))], abs=1e-3)
+    # it is the maximum-likelihood bias for these logits: logloss is lowest there
+    loss = lambda o: -np.mean(y * np.log(1 / (1 + np.exp(-(z + o)))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-(z + o)))))
+    assert loss(b) < min(loss(b - 0.01), loss(b + 0.01))
+    assert calibration_lib.fit_intercept(np.array([0.0, 1.0, 1.0]), np.array([-50.0, 50.0, 50.0])) > -30
+    with pytest.raises(ValueError, match="both classes"):
+        calibration_lib.fit_intercept(np.zeros(10), np.zeros(10))
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cal")
@@ -126,11 +144,13 @@ def test_negative_downsampling_keeps_every_positive_a_fraction_of_negatives_fres
 
 def test_downsampled_calibrated_run_reports_before_and_after_and_serves_what_it_evaluated(data_dir, tmp_path):
     md = tmp_path / "m"
-    out = trainer.run(make_cfg(data_dir, md, epochs=2, negative_downsampling=0.5,
+    out = trainer.run(make_cfg(data_dir, md, epochs=2, negative_downsampling=0.5, refit_intercept=True,
                                calibration=cfg_lib.CalibrationMethod.ISOTONIC, early_stopping_patience=2))
     test = json.load(open(md / "metrics-test.json"))
     assert test["negative_downsampling"] == 0.5 and test["calibration"].startswith("isotonic")
-    for m in (test, test["uncalibrated"]):
+    offset = test["intercept"]["offset"]
+    assert test["before_intercept_refit"]["auc"] == pytest.approx(test["uncalibrated"]["auc"], abs=1e-9)  # order kept
+    for m in (test, test["uncalibrated"], test["before_intercept_refit"]):
         assert {"auc", "logloss", "ne", "ece", "ctr_ratio"} <= set(m) and len(m["reliability"]["rows"]) == 20
     assert out["test"]["auc"] == test["auc"]
     stored = calibration_lib.Calibration.load(str(md))
@@ -151,12 +171,18 @@ def test_downsampled_calibrated_run_reports_before_and_after_and_serves_what_it_
     np.testing.assert_allclose(scores[:, 1], served, atol=1e-6)
     assert os.path.exists(os.path.join(out["export"], export_lib.WARMUP_FILE))
     recorded = json.load(open(os.path.join(out["export"], "assets.extra", "calibration.json")))
-    assert recorded["logit_shift"] == pytest.approx(math.log(0.5)) and recorded["calibration"]["method"] == "isotonic"
+    assert recorded["logit_shift"] == pytest.approx(math.log(0.5) + offset) and recorded["calibration"]["method"] == "isotonic"
     # the in-process scores of the test records equal what the export serves for their logits
     run = trainer.Run(make_cfg(data_dir, md, epochs=2, negative_downsampling=0.5, mode=cfg_lib.Mode.EXPORT,
-                               calibration=cfg_lib.CalibrationMethod.ISOTONIC, early_stopping_patience=2))
+                               refit_intercept=True, calibration=cfg_lib.CalibrationMethod.ISOTONIC,
+                               early_stopping_patience=2))
     run.restore_for_export()
-    assert run.prepare_calibration() == stored  # reused: fitted for this very epoch
+    assert run.refit_intercept().offset == offset  # reused: fitted for this very epoch
+    assert run.prepare_calibration() == stored
+    # the refit intercept: on the whole training split the mean probability is its click rate
+    ytr, ztr = run.scorer.labelled_logits(run.dataset("train", False))
+    assert (1 / (1 + np.exp(-ztr))).mean() == pytest.approx(ytr.mean(), rel=1e-6)
+    assert ytr.size == schema_lib.load(data_dir).split_rows("train")
     y, zin = run.scorer.labelled_logits(run.dataset("test", False))
     assert metrics.summary(y, stored.probability(zin))["auc"] == pytest.approx(test["auc"], abs=1e-12)
     # the reliability picture of that run
