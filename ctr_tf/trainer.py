@@ -135,7 +135,7 @@ class Run:
             raise TrainingError(f"the {split!r} split of {self.cfg.data.data_dir} is empty")
         if training:
             ds = records.make_dataset(self.schema, split, self.t.batch_size, shuffle=not self.t.deterministic,
-                                      seed=self.t.seed, repeat=self.t.steps_per_epoch > 0,
+                                      seed=self.t.seed, repeat=self.t.steps_per_epoch > 0 or self.t.negative_downsampling < 1,
                                       shuffle_blocks=self.cfg.data.shuffle_blocks,
                                       negative_rate=self.t.negative_downsampling,
                                       # a resumed run draws anew rather than replaying epoch 0's negatives
@@ -221,6 +221,8 @@ class Run:
                 lambda ctx: self.dataset(self.cfg.data.train_split, True).repeat())
         if self.t.steps_per_epoch:
             fit_kwargs["steps_per_epoch"] = self.t.steps_per_epoch
+        elif self.t.negative_downsampling < 1:
+            fit_kwargs["steps_per_epoch"] = self.downsampled_epoch_steps()
         steps_before, t0 = int(tf.keras.backend.get_value(self.optimizer.iterations)), time.perf_counter()
         try:
             self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
@@ -248,6 +250,18 @@ class Run:
         print(f"training: {steps:,} steps, {examples:,} examples in {seconds:.1f} s: "
               f"{result['examples_per_second']:,.0f} examples/s", flush=True)
         return result
+
+    def downsampled_epoch_steps(self) -> int:
+        """Steps of an epoch under --negative_downsampling: the expected rows kept (every positive,
+        RATE of the negatives) in batches. The input repeats and each epoch is this many steps:
+        a fresh draw keeps a different number of rows each time, and tf-keras, which learns an
+        unknown epoch length from the first epoch, stops training for good ("Your input ran out of
+        data") on the first later epoch whose draw is shorter."""
+        split = self.cfg.data.train_split
+        rows = self.schema.split_rows(split)
+        positives = rows * (self.schema.splits[split].get("positive_rate") or 0.0)
+        kept = positives + self.t.negative_downsampling * (rows - positives)
+        return max(1, math.ceil(kept / self.t.batch_size))
 
     def refit_intercept(self):
         """With --refit_intercept: the logit offset for the weights in the model (the epoch to
