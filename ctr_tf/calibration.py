@@ -81,21 +81,28 @@ class Intercept:
     fitted_on: dict  # split, epoch, rows, negative_downsampling, ctr_ratio_before
 
     def save(self, model_dir: str) -> str:
-        path = os.path.join(model_dir, INTERCEPT_FILE)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(dataclasses.asdict(self), f, indent=1)
-        os.replace(tmp, path)
-        return path
+        return _save_json(os.path.join(model_dir, INTERCEPT_FILE), dataclasses.asdict(self))
 
     @classmethod
     def load(cls, model_dir: str) -> "Intercept | None":
-        path = os.path.join(model_dir, INTERCEPT_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            d = json.load(f)
-        return cls(float(d["offset"]), dict(d["fitted_on"]))
+        d = _load_json(os.path.join(model_dir, INTERCEPT_FILE))
+        return None if d is None else cls(float(d["offset"]), dict(d["fitted_on"]))
+
+
+def _save_json(path: str, d: dict) -> str:
+    """Written whole or not at all (a temporary file renamed into place)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(d, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def _load_json(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def _sigmoid(z):
@@ -163,20 +170,12 @@ class Calibration:
                    dict(d.get("fitted_on") or {}))
 
     def save(self, model_dir: str) -> str:
-        path = os.path.join(model_dir, CALIBRATION_FILE)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
-        os.replace(tmp, path)
-        return path
+        return _save_json(os.path.join(model_dir, CALIBRATION_FILE), self.to_json())
 
     @classmethod
     def load(cls, model_dir: str) -> "Calibration | None":
-        path = os.path.join(model_dir, CALIBRATION_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        d = _load_json(os.path.join(model_dir, CALIBRATION_FILE))
+        return None if d is None else cls.from_json(d)
 
     def describe(self) -> str:
         if self.method == Method.PLATT:
