@@ -48,24 +48,32 @@ def downsampling_shift(rate: float) -> float:
 INTERCEPT_FILE = "intercept.json"
 
 
-def fit_intercept(labels, logits, iterations: int = 100) -> float:
-    """The logit offset b with sum(sigmoid(z + b)) = sum(y): the output bias at its optimum for the
-    given logits, where logistic loss has zero gradient in the bias. Newton's method safeguarded by
-    bisection (the sum is increasing in b). Both classes must be present; b stays within +-30."""
-    y = np.asarray(labels, np.float64).reshape(-1)
-    z = np.asarray(logits, np.float64).reshape(-1)
-    positives = y.sum()
-    if y.size == 0 or positives <= 0 or positives >= y.size:
-        raise ValueError(f"an intercept needs rows of both classes; got {int(positives)} clicks in {y.size} rows")
+def fit_intercept(logit_chunks, positives: float, shift: float = 0.0, iterations: int = 100) -> float:
+    """The logit offset b with sum(sigmoid(z + shift + b)) = positives over every logit z of
+    `logit_chunks` (arrays, or one array): the output bias at its optimum for the given logits, where
+    logistic loss has zero gradient in the bias. Newton's method safeguarded by bisection (the sum
+    is increasing in b), in float64 a chunk at a time, so a training split's logits are held once,
+    as they came (float32). Both classes must be present; b stays within +-30."""
+    chunks = [logit_chunks] if isinstance(logit_chunks, np.ndarray) else list(logit_chunks)
+    rows = sum(c.size for c in chunks)
+    if rows == 0 or positives <= 0 or positives >= rows:
+        raise ValueError(f"an intercept needs rows of both classes; got {positives:.0f} clicks in {rows} rows")
+
+    def sums(b):
+        total = slope = 0.0
+        for c in chunks:
+            p = _sigmoid(c.astype(np.float64) + (shift + b))
+            total += p.sum()
+            slope += (p * (1 - p)).sum()
+        return total, slope
     lo, hi, b = -30.0, 30.0, 0.0
     for _ in range(iterations):
-        p = _sigmoid(z + b)
-        gap = p.sum() - positives
+        total, slope = sums(b)
+        gap = total - positives
         if gap > 0:
             hi = b
         else:
             lo = b
-        slope = (p * (1 - p)).sum()
         step = b - gap / slope if slope > 0 else (lo + hi) / 2
         nxt = step if lo < step < hi else (lo + hi) / 2
         if abs(nxt - b) < 1e-12:

@@ -22,12 +22,17 @@ class Scorer:
         self.logit_shift = logit_shift
         self._step = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), reduce_retracing=True)
 
+    def batches(self, dataset):
+        """(labels, logits) of each batch, in order, the logits as the model makes them (unshifted)."""
+        for x, y in dataset:
+            yield y.numpy().reshape(-1), self._step(x).numpy().reshape(-1)
+
     def logits(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         """(labels, logits) over a whole dataset, in order, with the model in inference mode."""
         labels, logits = [], []
-        for x, y in dataset:
-            logits.append(self._step(x).numpy().reshape(-1))
-            labels.append(y.numpy().reshape(-1))
+        for y, z in self.batches(dataset):
+            logits.append(z)
+            labels.append(y)
         if not labels:
             return np.zeros([0]), np.zeros([0])
         return np.concatenate(labels), np.concatenate(logits) + self.logit_shift

@@ -278,16 +278,24 @@ class Run:
                 and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling):
             fitted = stored
         else:
-            self.scorer.logit_shift = base
-            y, z = self.scorer.labelled_logits(self.dataset("train", False))
+            # The logits as they come (float32, 4 bytes a row) and the clicks' count: at Kaggle's
+            # full size that is 140 MB beside the tables, not a float64 copy of labels and logits.
+            chunks, positives = [], 0.0
+            for y, z in self.scorer.batches(self.dataset("train", False)):
+                if np.isnan(y).any():
+                    raise TrainingError("--refit_intercept: the training split has no labels")
+                chunks.append(z)
+                positives += float(y.sum())
             try:
-                offset = calibration_lib.fit_intercept(y, z)
+                offset = calibration_lib.fit_intercept(chunks, positives, shift=base)
             except ValueError as e:
                 raise TrainingError(f"--refit_intercept: the training split: {e}") from None
+            predicted = sum(float(probabilities(c.astype(np.float64) + base).sum()) for c in chunks)
             fitted = calibration_lib.Intercept(offset, {
-                "split": "train", "epoch": self.epoch_in_model, "rows": int(y.size),
+                "split": "train", "epoch": self.epoch_in_model, "rows": sum(c.size for c in chunks),
                 "negative_downsampling": self.t.negative_downsampling,
-                "ctr_ratio_before": metrics.summary(y, probabilities(z))["ctr_ratio"]})
+                "ctr_ratio_before": predicted / positives})
+            del chunks
             if self.chief:
                 fitted.save(self.t.model_dir)
         self.intercept = fitted
