@@ -280,7 +280,7 @@ class Run:
         else:
             # The logits as they come (float32, 4 bytes a row) and the clicks' count: at Kaggle's
             # full size that is 140 MB beside the tables, not a float64 copy of labels and logits.
-            chunks, positives = [], 0.0
+            t0, chunks, positives = time.perf_counter(), [], 0.0
             for y, z in self.scorer.batches(self.dataset("train", False)):
                 if np.isnan(y).any():
                     raise TrainingError("--refit_intercept: the training split has no labels")
@@ -296,6 +296,7 @@ class Run:
                 "negative_downsampling": self.t.negative_downsampling,
                 "ctr_ratio_before": predicted / positives})
             del chunks
+            self.timings["intercept_seconds"] = time.perf_counter() - t0
             if self.chief:
                 fitted.save(self.t.model_dir)
         self.intercept = fitted
