@@ -88,6 +88,21 @@ class Intercept:
     offset: float
     fitted_on: dict  # split, epoch, rows, negative_downsampling, ctr_ratio_before
 
+    @classmethod
+    def fit(cls, batches, shift: float, fitted_on: dict) -> "Intercept":
+        """Fitted over (labels, logits) batches (the logits unshifted, float32, kept as they come:
+        4 bytes a row, no float64 copy of labels and logits); ValueError without labels or with
+        one class only."""
+        chunks, positives, predicted = [], 0.0, 0.0
+        for y, z in batches:
+            if np.isnan(y).any():
+                raise ValueError("the split has no labels")
+            chunks.append(z)
+            positives += float(y.sum())
+            predicted += float(_sigmoid(z.astype(np.float64) + shift).sum())
+        offset = fit_intercept(chunks, positives, shift=shift)
+        return cls(offset, {**fitted_on, "rows": sum(c.size for c in chunks), "ctr_ratio_before": predicted / positives})
+
     def save(self, model_dir: str) -> str:
         return _save_json(os.path.join(model_dir, INTERCEPT_FILE), dataclasses.asdict(self))
 
@@ -95,6 +110,19 @@ class Intercept:
     def load(cls, model_dir: str) -> "Intercept | None":
         d = _load_json(os.path.join(model_dir, INTERCEPT_FILE))
         return None if d is None else cls(float(d["offset"]), dict(d["fitted_on"]))
+
+
+def fitted_for(stored, **conditions) -> bool:
+    """Whether a stored fit (Intercept or Calibration) was made under these conditions of its
+    `fitted_on` (epoch, negative_downsampling, logit_shift, ...); floats compare to 1e-12."""
+    if stored is None:
+        return False
+    for key, want in conditions.items():
+        got = stored.fitted_on.get(key)
+        same = (got is not None and math.isclose(got, want, abs_tol=1e-12)) if isinstance(want, float) else got == want
+        if not same:
+            return False
+    return True
 
 
 def _save_json(path: str, d: dict) -> str:

@@ -92,8 +92,7 @@ class Run:
         if isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy):
             self._write_placement()
         # log(r) undoes negative downsampling at rate r everywhere a probability is made
-        self.logit_shift = calibration_lib.downsampling_shift(self.t.negative_downsampling)
-        self.scorer = Scorer(self.model, self.logit_shift)
+        self.scorer = Scorer(self.model, calibration_lib.downsampling_shift(self.t.negative_downsampling))
         self.calibration = None  # fitted by prepare_calibration() for the epoch that is exported
         self.intercept = None  # fitted by refit_intercept() for the epoch that is exported
         self.epoch_in_model = None
@@ -222,7 +221,12 @@ class Run:
         if self.t.steps_per_epoch:
             fit_kwargs["steps_per_epoch"] = self.t.steps_per_epoch
         elif self.t.negative_downsampling < 1:
-            fit_kwargs["steps_per_epoch"] = self.downsampled_epoch_steps()
+            # A draw keeps a different number of rows each pass, and tf-keras, which learns an
+            # unknown epoch length from the first epoch, stopped training for good ("Your input
+            # ran out of data") at the first shorter one: the input repeats and an epoch is the
+            # expected kept rows' batches.
+            fit_kwargs["steps_per_epoch"] = records.epoch_batches(
+                self.schema, self.cfg.data.train_split, self.t.batch_size, negative_rate=self.t.negative_downsampling)
         steps_before, t0 = int(tf.keras.backend.get_value(self.optimizer.iterations)), time.perf_counter()
         try:
             self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
@@ -251,57 +255,41 @@ class Run:
               f"{result['examples_per_second']:,.0f} examples/s", flush=True)
         return result
 
-    def downsampled_epoch_steps(self) -> int:
-        """Steps of an epoch under --negative_downsampling: the expected rows kept (every positive,
-        RATE of the negatives) in batches. The input repeats and each epoch is this many steps:
-        a fresh draw keeps a different number of rows each time, and tf-keras, which learns an
-        unknown epoch length from the first epoch, stops training for good ("Your input ran out of
-        data") on the first later epoch whose draw is shorter."""
-        split = self.cfg.data.train_split
-        rows = self.schema.split_rows(split)
-        positives = rows * (self.schema.splits[split].get("positive_rate") or 0.0)
-        kept = positives + self.t.negative_downsampling * (rows - positives)
-        return max(1, math.ceil(kept / self.t.batch_size))
+    @property
+    def logit_shift(self) -> float:
+        """What is added to every logit (log RATE, plus the refit intercept once fitted): the
+        scorer's, and the export's."""
+        return self.scorer.logit_shift
+
+    def _stored(self, stored, **conditions):
+        """A fit saved in model_dir that --mode=export and predict reuse: one made for the same
+        epoch (and the given conditions); None in training modes, which fit anew."""
+        reuse = self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT)
+        return stored if reuse and calibration_lib.fitted_for(
+            stored, epoch=self.epoch_in_model, negative_downsampling=self.t.negative_downsampling, **conditions) else None
 
     def refit_intercept(self):
         """With --refit_intercept: the logit offset for the weights in the model (the epoch to
         export) that makes the mean probability on the training split (read whole, no downsampling)
         equal its click rate; added to the logit shift everywhere a probability is made from here on
-        (the final evaluation, the calibration fit, the export, predict). Saved as intercept.json;
-        --mode=export and predict reuse one fitted for the same epoch and rate."""
+        (the final evaluation, the calibration fit, the export, predict). Saved as intercept.json."""
         if not self.t.refit_intercept:
             return None
         base = calibration_lib.downsampling_shift(self.t.negative_downsampling)
-        stored = calibration_lib.Intercept.load(self.t.model_dir)
-        if (self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT) and stored is not None
-                and stored.fitted_on.get("epoch") == self.epoch_in_model
-                and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling):
-            fitted = stored
-        else:
-            # The logits as they come (float32, 4 bytes a row) and the clicks' count: at Kaggle's
-            # full size that is 140 MB beside the tables, not a float64 copy of labels and logits.
-            t0, chunks, positives = time.perf_counter(), [], 0.0
-            for y, z in self.scorer.batches(self.dataset("train", False)):
-                if np.isnan(y).any():
-                    raise TrainingError("--refit_intercept: the training split has no labels")
-                chunks.append(z)
-                positives += float(y.sum())
+        fitted = self._stored(calibration_lib.Intercept.load(self.t.model_dir))
+        if fitted is None:
+            t0 = time.perf_counter()
             try:
-                offset = calibration_lib.fit_intercept(chunks, positives, shift=base)
+                fitted = calibration_lib.Intercept.fit(
+                    self.scorer.batches(self.dataset("train", False)), base,
+                    {"split": "train", "epoch": self.epoch_in_model, "negative_downsampling": self.t.negative_downsampling})
             except ValueError as e:
                 raise TrainingError(f"--refit_intercept: the training split: {e}") from None
-            predicted = sum(float(probabilities(c.astype(np.float64) + base).sum()) for c in chunks)
-            fitted = calibration_lib.Intercept(offset, {
-                "split": "train", "epoch": self.epoch_in_model, "rows": sum(c.size for c in chunks),
-                "negative_downsampling": self.t.negative_downsampling,
-                "ctr_ratio_before": predicted / positives})
-            del chunks
             self.timings["intercept_seconds"] = time.perf_counter() - t0
             if self.chief:
                 fitted.save(self.t.model_dir)
         self.intercept = fitted
-        self.logit_shift = base + fitted.offset
-        self.scorer.logit_shift = self.logit_shift
+        self.scorer.logit_shift = base + fitted.offset
         print(f"intercept refit on {fitted.fitted_on['rows']:,} train rows of epoch {self.epoch_in_model}: logit "
               f"offset {fitted.offset:+.4f} (their predicted/actual CTR was {fitted.fitted_on['ctr_ratio_before']:.4f})",
               flush=True)
@@ -309,18 +297,15 @@ class Run:
 
     def prepare_calibration(self):
         """With --calibration: the map for the weights in the model (the epoch to export), fitted on
-        the validation split's probabilities (after the downsampling correction) and saved as
-        calibration.json; --mode=export and predict reuse a saved one fitted for the same epoch."""
+        the validation split's probabilities (after the logit shift) and saved as calibration.json;
+        --mode=export and predict reuse a saved one fitted for the same epoch and shift."""
         method = self.t.calibration
         if method == cfg_lib.CalibrationMethod.NONE:
             self.calibration = None
             return None
         split = self.cfg.data.eval_split
-        stored = calibration_lib.Calibration.load(self.t.model_dir)
-        if (self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT) and stored is not None and stored.method == method
-                and stored.fitted_on.get("epoch") == self.epoch_in_model
-                and stored.fitted_on.get("negative_downsampling") == self.t.negative_downsampling
-                and math.isclose(stored.fitted_on.get("logit_shift", math.nan), self.logit_shift, abs_tol=1e-12)):
+        stored = self._stored(calibration_lib.Calibration.load(self.t.model_dir), logit_shift=self.logit_shift)
+        if stored is not None and stored.method == method:
             self.calibration = stored
         else:
             if not split or self.schema.split_rows(split) == 0:

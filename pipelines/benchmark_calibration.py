@@ -49,8 +49,8 @@ class _InProcess:
         out = self.fn(**{k: self.tf.constant(v) for k, v in rows.items()})
         if self.without_offset is None:
             return out["probability"].numpy().reshape(-1)
-        import numpy as np
-        return 1 / (1 + np.exp(-(out["logits"].numpy().reshape(-1).astype(np.float64) - self.without_offset)))
+        from ctr_tf.evaluation import probabilities
+        return probabilities(out["logits"].numpy().reshape(-1).astype("float64") - self.without_offset)
 
 
 def score_export(export_path: str, heldout: str, without_offset: float | None = None) -> dict:

@@ -11,6 +11,8 @@ batch-shaped training input.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -101,15 +103,26 @@ def make_dataset(schema: schema_lib.Schema, split: str, batch_size: int, *, shuf
             return tf.gather(label, idx), tf.gather(dense, idx), tf.gather(cat, idx)
         ds = ds.map(permute, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-    rows = schema.split_rows(split) if explicit_files is None and negative_rate >= 1.0 else None
-    if rows and not repeat:
+    batches = epoch_batches(schema, split, batch_size, drop_remainder) if explicit_files is None else 0
+    if batches and negative_rate >= 1.0 and not repeat:
         # Declared so Keras knows the epoch length: with an unknown one, tf-keras's fit counts
         # one optimizer iteration too many per epoch, and the progress bar has no total.
-        batches = rows // batch_size if drop_remainder else -(-rows // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds = ds.map(lambda label, dense, cat: ({"dense": dense, "cat": cat}, label[:, None]),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_batches(schema: schema_lib.Schema, split: str, batch_size: int, drop_remainder: bool = False,
+                  negative_rate: float = 1.0) -> int:
+    """Batches of one pass over a split: of its rows, or, under negative downsampling, of the rows
+    a pass is expected to keep (every positive and negative_rate of the negatives; each draw keeps
+    a different number); 0 for an empty split."""
+    rows = schema.split_rows(split)
+    if negative_rate < 1.0 and rows:
+        positives = rows * (schema.splits[split].get("positive_rate") or 0.0)
+        rows = max(1, math.ceil(positives + negative_rate * (rows - positives)))
+    return rows // batch_size if drop_remainder else -(-rows // batch_size)
 
 
 def _downsample_negatives(ds: tf.data.Dataset, rate: float, seed: int | None) -> tf.data.Dataset:
