@@ -57,20 +57,6 @@ class CalibrationMethod(str, enum.Enum):
     ISOTONIC = "isotonic"
 
 
-class EmbeddingGate(str, enum.Enum):
-    """GateNet's embedding gate: none; scalar (one gate per field and row, from w_f . e_f);
-    vector (one gate per embedding dimension, from W_f e_f)."""
-    NONE = "none"
-    SCALAR = "scalar"
-    VECTOR = "vector"
-
-
-class CrossStructure(str, enum.Enum):
-    """How DCN-V2's cross network and MLP combine: side by side, or the MLP on the cross output."""
-    PARALLEL = "parallel"
-    STACKED = "stacked"
-
-
 def _check(cond: bool, flag: str, value, why: str):
     if not cond:
         raise ConfigError(f"--{flag}={value!r}: {why}")
@@ -93,7 +79,11 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Every model option; a model reads the ones it needs. Field names are the flag names."""
+    """The options every model shares, and `options`: the model's own (the dataclass its module
+    registered beside its builder, ctr_tf.models.registry). Field names are the flag names.
+
+    `options` left None is the model's defaults; `model_config(name, **values)` sorts keyword
+    values into the two."""
     name: str = "deepfm"
     embedding_dim: int = 16
     embedding_init_std: float = 1e-4
@@ -104,83 +94,71 @@ class ModelConfig:
     embedding_l2: float = 0.0
     embedding_table_l2: float = 0.0
     dense_l2: float = 0.0
-    # DCN, DCN-V2
-    cross_layers: int = 3
-    cross_low_rank: int = 0
-    cross_structure: CrossStructure = CrossStructure.PARALLEL
-    paddlerec_shared_cross: bool = False
-    # xDeepFM
-    cin_layer_sizes: tuple[int, ...] = (200, 200, 200)
-    cin_split_half: bool = True
-    # DLRM
-    dlrm_bottom_units: tuple[int, ...] = (512, 256, 64, 16)
-    dlrm_top_units: tuple[int, ...] = (512, 256)
-    dlrm_self_interaction: bool = False
-    # GateDNN
-    embedding_gate: EmbeddingGate = EmbeddingGate.SCALAR
-    hidden_gate: bool = True
-    hidden_gate_activation: str = "tanh"
-    # DeepFEFM
-    fefm_l2: float = 0.0
-    # FLEN
-    flen_dice_factor: float = 0.0
-    paddlerec_flen_mf_only: bool = False
-    # FinalNet (configuration 2B)
-    finalnet_field_gate: bool = True
-    finalnet_block1_units: tuple[int, ...] = (1000, 1000, 1000)
-    finalnet_block1_dropout: float = 0.4
-    finalnet_block2_units: tuple[int, ...] = (512,)
-    finalnet_block2_dropout: float = 0.4
-    finalnet_self_distillation: bool = True
-    # DCNv3
-    dcnv3_deep_layers: int = 3
-    dcnv3_shallow_layers: int = 4
-    dcnv3_deep_dropout: float = 0.1
-    dcnv3_shallow_dropout: float = 0.2
-    dcnv3_tri_bce: bool = True
+    options: object = None
 
     def __post_init__(self):
         _check(bool(self.name), "model", self.name, "a model name is required")
         _check(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1")
         _check(self.embedding_init_std > 0, "embedding_init_std", self.embedding_init_std, "must be > 0")
-        for name in ("hidden_units", "cin_layer_sizes", "dlrm_bottom_units", "dlrm_top_units",
-                     "finalnet_block1_units", "finalnet_block2_units"):
-            units = getattr(self, name)
-            _check(all(isinstance(u, int) and u >= 1 for u in units), name, ",".join(map(str, units)),
-                   "sizes must be integers >= 1")
+        _check(all(isinstance(u, int) and u >= 1 for u in self.hidden_units), "hidden_units",
+               ",".join(map(str, self.hidden_units)), "sizes must be integers >= 1")
         _check(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _check(self.embedding_l2 >= 0, "embedding_l2", self.embedding_l2, "must be >= 0")
         _check(self.embedding_table_l2 >= 0, "embedding_table_l2", self.embedding_table_l2, "must be >= 0")
         _check(self.dense_l2 >= 0, "dense_l2", self.dense_l2, "must be >= 0")
-        _check(self.cross_layers >= 1, "cross_layers", self.cross_layers, "must be >= 1")
-        _check(self.cross_low_rank >= 0, "cross_low_rank", self.cross_low_rank, "must be >= 0 (0: full-rank matrices)")
-        for name in ("cin_layer_sizes", "dlrm_bottom_units"):
-            _check(len(getattr(self, name)) >= 1, name, "", "needs at least one layer")
-        _check(not self.cin_split_half or all(u % 2 == 0 for u in self.cin_layer_sizes[:-1]), "cin_layer_sizes",
-               ",".join(map(str, self.cin_layer_sizes)),
-               "with --cin_split_half every layer but the last must have an even size")
-        _check(self.name != "dlrm" or self.dlrm_bottom_units[-1] == self.embedding_dim,
-               "dlrm_bottom_units", ",".join(map(str, self.dlrm_bottom_units)),
-               f"the last bottom layer must equal --embedding_dim={self.embedding_dim} (its output meets the "
-               "embeddings in the dot interaction)")
-        _check(self.fefm_l2 >= 0, "fefm_l2", self.fefm_l2, "must be >= 0")
-        for name in ("finalnet_block1_units", "finalnet_block2_units"):
-            units = getattr(self, name)
-            _check(len(units) >= 1 and all(u % 2 == 0 for u in units), name, ",".join(map(str, units)),
-                   "needs at least one layer, each of even size (a factorised layer splits its output in halves)")
-        for name in ("finalnet_block1_dropout", "finalnet_block2_dropout", "dcnv3_deep_dropout", "dcnv3_shallow_dropout"):
-            _check(0 <= getattr(self, name) < 1, name, getattr(self, name), "must be in [0, 1)")
-        for name in ("dcnv3_deep_layers", "dcnv3_shallow_layers"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
-        _check(self.name != "dcnv3" or self.embedding_dim % 2 == 0, "embedding_dim", self.embedding_dim,
-               "DCNv3 splits every field's vector in halves: the size must be even")
-        _check(0 <= self.flen_dice_factor < 1, "flen_dice_factor", self.flen_dice_factor, "must be in [0, 1)")
-        for name in ("activation", "hidden_gate_activation"):
-            try:
-                import tensorflow as tf
-                tf.keras.activations.get(getattr(self, name))
-            except ValueError:
-                raise ConfigError(f"--{name}={getattr(self, name)!r}: not a Keras activation") from None
+        check_activation("activation", self.activation)
+        from ctr_tf.models import registry
+        cls = registry.options_class(self.name)
+        if self.options is None:
+            object.__setattr__(self, "options", cls())
+        elif not isinstance(self.options, cls):
+            raise ConfigError(f"--model={self.name}: its options are {cls.__name__}, not "
+                              f"{type(self.options).__name__}")
+        self.options.check(self)
+
+    def to_json(self) -> dict:
+        """The shared options and the model's own, in one flat dict (the flags' names)."""
+        shared = {f: _plain(getattr(self, f)) for f in SHARED_MODEL_FIELDS}
+        return {**shared, **self.options.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelConfig":
+        """From to_json's form. Options of other registered models are ignored (a config.json of
+        an earlier version held every model's); a key no model knows is an error naming it."""
+        from ctr_tf.models import registry
+        d = dict(d)
+        name = d.get("name", cls.name)
+        own = registry.options_class(name)
+        own_names = {f.name for f in dataclasses.fields(own)}
+        known = set(SHARED_MODEL_FIELDS) | set(registry.option_fields())
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"ModelConfig has no option(s) {', '.join(unknown)}")
+        options = own.from_values({k: v for k, v in d.items() if k in own_names})
+        return _restore(cls, {**{k: v for k, v in d.items() if k in SHARED_MODEL_FIELDS}, "name": name}, options=options)
+
+
+def model_config(name: str, **values) -> ModelConfig:
+    """A ModelConfig from keyword values of the shared options and of the model's own."""
+    from ctr_tf.models import registry
+    own = registry.options_class(name)
+    own_names = {f.name for f in dataclasses.fields(own)}
+    unknown = sorted(set(values) - set(SHARED_MODEL_FIELDS) - own_names)
+    if unknown:
+        raise ConfigError(f"--model={name} has no option(s) {', '.join(unknown)}")
+    options = own.from_values({k: v for k, v in values.items() if k in own_names})
+    return ModelConfig(name=name, options=options, **{k: v for k, v in values.items() if k in SHARED_MODEL_FIELDS})
+
+
+def check_activation(flag: str, name: str) -> None:
+    try:
+        import tensorflow as tf
+        tf.keras.activations.get(name)
+    except ValueError:
+        raise ConfigError(f"--{flag}={name!r}: not a Keras activation") from None
+
+
+SHARED_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "options")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,17 +263,21 @@ class ExperimentConfig:
             d = dataclasses.asdict(obj)
             return {k: (v.value if isinstance(v, enum.Enum) else list(v) if isinstance(v, tuple) else v)
                     for k, v in d.items()}
-        return {"data": plain(self.data), "model": plain(self.model), "train": plain(self.train)}
+        return {"data": plain(self.data), "model": self.model.to_json(), "train": plain(self.train)}
 
     @classmethod
     def from_json(cls, d: dict) -> "ExperimentConfig":
-        return cls(_restore(DataConfig, d["data"]), _restore(ModelConfig, d["model"]), _restore(TrainConfig, d["train"]))
+        return cls(_restore(DataConfig, d["data"]), ModelConfig.from_json(d["model"]), _restore(TrainConfig, d["train"]))
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
 
-def _restore(config_cls, values: dict):
+def _plain(v):
+    return v.value if isinstance(v, enum.Enum) else list(v) if isinstance(v, tuple) else v
+
+
+def _restore(config_cls, values: dict, **given):
     """A config dataclass from its JSON form: lists back to tuples, strings back to enums, by the
     type of each field's default (unknown keys are an error naming them)."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
@@ -310,4 +292,4 @@ def _restore(config_cls, values: dict):
         elif isinstance(default, tuple):
             value = tuple(value)
         out[key] = value
-    return config_cls(**out)
+    return config_cls(**out, **given)

@@ -12,13 +12,13 @@ absl reads flagfiles relative to the current directory only, so the commands exp
 first (`expand_flagfiles`) and absl parses the flat result.
 """
 import dataclasses
-import enum
 import os
 import sys
 
 from absl import app, flags
 
 from ctr_tf import config as cfg_lib
+from ctr_tf.models import options as options_lib
 from ctr_tf.models import registry
 
 FLAGS = flags.FLAGS
@@ -184,47 +184,7 @@ def define_flags(fv: flags.FlagValues = FLAGS):
                        "categorical table (FuxiCTR's convention): under Adam it pulls rows that go unseen to zero. "
                        "lazy_adam applies it sparsely; see --dense_table_l2.", flag_values=fv)
     flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).", flag_values=fv)
-    # Model-specific options; a model reads only its own.
-    flags.DEFINE_integer("cross_layers", 3, "DCN, DCN-V2: number of cross layers.", flag_values=fv)
-    flags.DEFINE_integer("cross_low_rank", 0, "DCN-V2: rank of the low-rank cross matrices; 0: full rank.", flag_values=fv)
-    flags.DEFINE_enum("cross_structure", "parallel", [s.value for s in cfg_lib.CrossStructure],
-                      "DCN-V2: the MLP beside the cross network (parallel) or on its output (stacked).", flag_values=fv)
-    flags.DEFINE_boolean("paddlerec_shared_cross", False, "DCN: one weight vector and bias shared by every cross "
-                         "layer, as PaddleRec's DCN does (the paper gives each layer its own).", flag_values=fv)
-    flags.DEFINE_list("cin_layer_sizes", ["200", "200", "200"], "xDeepFM: feature maps of each CIN layer.", flag_values=fv)
-    flags.DEFINE_boolean("cin_split_half", True, "xDeepFM: half of each hidden CIN layer's maps go to the output, "
-                         "half to the next layer.", flag_values=fv)
-    flags.DEFINE_list("dlrm_bottom_units", ["512", "256", "64", "16"], "DLRM: bottom MLP sizes; the last equals "
-                      "--embedding_dim.", flag_values=fv)
-    flags.DEFINE_list("dlrm_top_units", ["512", "256"], "DLRM: top MLP sizes (a logit layer follows).", flag_values=fv)
-    flags.DEFINE_boolean("dlrm_self_interaction", False, "DLRM: include each vector's dot product with itself.", flag_values=fv)
-    flags.DEFINE_enum("embedding_gate", "scalar", [g.value for g in cfg_lib.EmbeddingGate],
-                      "GateDNN: gate on each field embedding: one scalar, or one per dimension.", flag_values=fv)
-    flags.DEFINE_boolean("hidden_gate", True, "GateDNN: gate every hidden layer.", flag_values=fv)
-    flags.DEFINE_string("hidden_gate_activation", "tanh", "GateDNN: activation of the hidden gates "
-                        "(PaddleRec: tanh; the paper: sigmoid).", flag_values=fv)
-    flags.DEFINE_float("fefm_l2", 0.0, "DeepFEFM: L2 on the field-pair matrices.", flag_values=fv)
-    flags.DEFINE_float("flen_dice_factor", 0.0, "FLEN: DiceFactor, the probability of dropping each bi-interaction "
-                       "term while training.", flag_values=fv)
-    flags.DEFINE_boolean("paddlerec_flen_mf_only", False, "FLEN: keep only the between-group (MF) interactions, "
-                         "as PaddleRec's FLEN does (the paper adds the within-group FM part).", flag_values=fv)
-    flags.DEFINE_boolean("finalnet_field_gate", True, "FinalNet: the field gate (a field-by-field linear mix, "
-                         "initialised to pass every field through) in front of block 1.", flag_values=fv)
-    flags.DEFINE_list("finalnet_block1_units", ["1000", "1000", "1000"], "FinalNet: block 1's factorised "
-                      "interaction layers (on the gated embeddings); even sizes.", flag_values=fv)
-    flags.DEFINE_float("finalnet_block1_dropout", 0.4, "FinalNet: dropout after each layer of block 1.", flag_values=fv)
-    flags.DEFINE_list("finalnet_block2_units", ["512"], "FinalNet: block 2's factorised interaction layers (on the "
-                      "raw embeddings); even sizes.", flag_values=fv)
-    flags.DEFINE_float("finalnet_block2_dropout", 0.4, "FinalNet: dropout after each layer of block 2.", flag_values=fv)
-    flags.DEFINE_boolean("finalnet_self_distillation", True, "FinalNet: add each block's BCE against the combined "
-                         "prediction (the method as published); false trains plain BCE, as the BARS 0.8150 run did.",
-                         flag_values=fv)
-    flags.DEFINE_integer("dcnv3_deep_layers", 3, "DCNv3: layers of the exponential cross network (ECN).", flag_values=fv)
-    flags.DEFINE_integer("dcnv3_shallow_layers", 4, "DCNv3: layers of the linear cross network (LCN).", flag_values=fv)
-    flags.DEFINE_float("dcnv3_deep_dropout", 0.1, "DCNv3: dropout after each ECN layer.", flag_values=fv)
-    flags.DEFINE_float("dcnv3_shallow_dropout", 0.2, "DCNv3: dropout after each LCN layer.", flag_values=fv)
-    flags.DEFINE_boolean("dcnv3_tri_bce", True, "DCNv3: Tri-BCE, each network's BCE weighted by how much worse it "
-                         "is than the combined prediction's; false trains plain BCE.", flag_values=fv)
+    define_model_option_flags(fv)
     # The optimisation.
     flags.DEFINE_enum("optimizer", "lazy_adam", [o.value for o in cfg_lib.Optimizer],
                       "lazy_adam, adagrad, sgd and ftrl update embedding rows sparsely; adam updates whole tables.", flag_values=fv)
@@ -247,21 +207,56 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.", flag_values=fv)
 
 
+def define_model_option_flags(fv: flags.FlagValues) -> None:
+    """One flag per model option, generated from the registry (ctr_tf.models.registry): each is
+    listed by `--helpfull` under the model(s) it belongs to."""
+    kinds = {"bool": flags.DEFINE_boolean, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+             "str": flags.DEFINE_string}
+    for name, (field, owners) in registry.option_fields().items():
+        default = field.default
+        kind = options_lib.kind_of(default)
+        help_text = field.metadata.get("help", "") or name
+        module = _options_module(owners[0])
+        if kind == "enum":
+            flags.DEFINE_enum(name, default.value, [e.value for e in type(default)], help_text, flag_values=fv,
+                              module_name=module)
+        elif kind == "list":
+            flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=fv, module_name=module)
+        else:
+            kinds[kind](name, default, help_text, flag_values=fv, module_name=module)
+        for other in owners[1:]:
+            fv.register_flag_by_module(_options_module(other), fv[name])
+
+
+def _options_module(model: str) -> str:
+    """The heading --helpfull lists a model's options under."""
+    return f"--model={model} options ({registry.entry(model).module})"
+
+
 def _model_config(fv: flags.FlagValues) -> cfg_lib.ModelConfig:
-    """ModelConfig from the flags of the same names: lists to int tuples, strings to enums."""
-    values = {}
-    for field in dataclasses.fields(cfg_lib.ModelConfig):
-        flag = "model" if field.name == "name" else field.name
+    """ModelConfig from the flags of the same names: the shared options, and the options of
+    --model's own class. A flag of another model's options set away from its default is named in
+    a warning (it changes nothing for this model)."""
+    shared = {}
+    for name in cfg_lib.SHARED_MODEL_FIELDS:
+        flag = "model" if name == "name" else name
         value = fv[flag].value
-        if isinstance(field.default, tuple):
+        if name == "hidden_units":
             try:
                 value = tuple(int(u) for u in value)
             except ValueError:
                 raise cfg_lib.ConfigError(f"--{flag}={','.join(value)!r}: expected integers") from None
-        elif isinstance(field.default, enum.Enum):
-            value = type(field.default)(value)
-        values[field.name] = value
-    return cfg_lib.ModelConfig(**values)
+        shared[name] = value
+    model = shared["name"]
+    own = registry.options_class(model)
+    own_names = {f.name for f in dataclasses.fields(own)}
+    for name, (field, owners) in registry.option_fields().items():
+        if name not in own_names and fv[name].present and fv[name].value != fv[name].default:
+            print(f"warning: --{name}={fv[name].serialize().split('=', 1)[-1]} is an option of "
+                  f"{', '.join('--model=' + o for o in owners)}, not of --model={model}: it is ignored",
+                  file=sys.stderr, flush=True)
+    options = own.from_values({n: fv[n].value for n in own_names})
+    return cfg_lib.ModelConfig(options=options, **shared)
 
 
 def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:

@@ -117,7 +117,7 @@ class Run:
         if os.path.exists(path):
             with open(path) as f:
                 old = json.load(f)
-            if old.get("model") != self.cfg.to_json()["model"]:
+            if not _same_model(old.get("model"), self.cfg.model):
                 raise TrainingError(
                     f"{self.t.model_dir} holds checkpoints of another model ({old.get('model', {}).get('name')} "
                     f"with {json.dumps(old.get('model'))}); use a fresh --model_dir or --warm_start_from")
@@ -416,6 +416,15 @@ class Run:
         np.savetxt(out, probabilities(z, self.calibration), fmt="%.6f")
         print(f"wrote {len(z):,} probabilities to {out}", flush=True)
         return out
+
+
+def _same_model(old: dict | None, model: cfg_lib.ModelConfig) -> bool:
+    """Whether a model_dir's config.json describes this model (read as ModelConfig.from_json reads
+    it: one written before the options moved beside their models still matches)."""
+    try:
+        return old is not None and cfg_lib.ModelConfig.from_json(old) == model
+    except cfg_lib.ConfigError:
+        return False
 
 
 def _peak_rss_mb() -> float:

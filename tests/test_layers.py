@@ -148,11 +148,16 @@ def test_deepfm_parameter_count_and_logit_decomposition():
     np.testing.assert_allclose(total, lin + fm + deep, rtol=1e-5)
 
 
-def tiny_model_config(name, **kw):
-    """Every model at test size (DLRM's bottom MLP must end at the embedding size)."""
-    return cfg_lib.ModelConfig(name=name, embedding_dim=4, hidden_units=(8, 4), cin_layer_sizes=(4, 4),
-                               dlrm_bottom_units=(8, 4), dlrm_top_units=(8,), finalnet_block1_units=(8, 4),
-                               finalnet_block2_units=(4,), **kw)
+def tiny_model_config(name, embedding_dim=4, **kw):
+    """Every model at test size: the shared sizes small, the model's own options at their `small()`
+    (ctr_tf.models.options), then `kw` (shared or the model's own) over them."""
+    import dataclasses
+    from ctr_tf.models import registry
+    own = {f.name for f in dataclasses.fields(registry.options_class(name))}
+    shared = cfg_lib.ModelConfig(name="lr", embedding_dim=embedding_dim, hidden_units=(8, 4),
+                                 **{k: v for k, v in kw.items() if k not in own})  # "lr": no options to check
+    options = dataclasses.replace(registry.options_class(name)().small(shared), **{k: v for k, v in kw.items() if k in own})
+    return dataclasses.replace(shared, name=name, options=options)
 
 
 @pytest.mark.parametrize("name", models.names())

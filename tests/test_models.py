@@ -1,8 +1,10 @@
 """Every registered model, enumerated from the registry: trains on real rows (FLEN on Avazu, the
 others on Criteo), exports the raw-feature signature, reloads and scores exactly as in process;
 every flagfile parses and builds its model; configs round-trip through JSON."""
+import dataclasses
 import glob
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -86,44 +88,72 @@ def test_every_flagfile_parses_and_builds_its_model(monkeypatch, path):
         assert cfg.model.embedding_table_l2 == 1e-5 and cfg.train.dense_table_l2 and cfg.model.embedding_l2 == 0
 
 
+def _parsed(*args):
+    fv = flags.FlagValues()
+    ctr_flags.define_flags(fv)
+    fv(["train", "--data_dir=d", "--model_dir=m", *args])
+    return ctr_flags.config_from_flags(fv)
+
+
 def test_flags_map_to_the_config_fields_of_the_same_name():
-    fv = flags.FlagValues()
-    ctr_flags.define_flags(fv)
-    fv(["train", "--model=xdeepfm", "--data_dir=d", "--model_dir=m", "--cin_layer_sizes=8,4", "--cin_split_half=false",
-        "--embedding_gate=vector", "--cross_structure=stacked", "--dlrm_top_units=7", "--learning_rate=0.02"])
-    cfg = ctr_flags.config_from_flags(fv)
-    assert cfg.model.name == "xdeepfm" and cfg.model.cin_layer_sizes == (8, 4) and not cfg.model.cin_split_half
-    assert cfg.model.embedding_gate == cfg_lib.EmbeddingGate.VECTOR
-    assert cfg.model.cross_structure == cfg_lib.CrossStructure.STACKED and cfg.model.dlrm_top_units == (7,)
+    from ctr_tf.models import zoo
+    cfg = _parsed("--model=xdeepfm", "--cin_layer_sizes=8,4", "--cin_split_half=false", "--learning_rate=0.02")
+    assert cfg.model.name == "xdeepfm" and cfg.model.options.cin_layer_sizes == (8, 4)
+    assert not cfg.model.options.cin_split_half
     assert cfg.train.learning_rate == 0.02 and cfg.data.data_dir == "d"
+    assert _parsed("--model=gate_dnn", "--embedding_gate=vector").model.options.embedding_gate == zoo.EmbeddingGate.VECTOR
+    cfg = _parsed("--model=dcn_v2", "--cross_structure=stacked", "--cross_layers=2")
+    assert cfg.model.options == zoo.DCNV2Options(cross_layers=2, cross_structure=zoo.CrossStructure.STACKED)
 
 
-@pytest.mark.parametrize("flag,value,message", [
-    ("cin_layer_sizes", "3,4", "every layer but the last must have an even size"),
-    ("cross_layers", "0", "must be >= 1"),
-    ("flen_dice_factor", "1.0", "must be in"),
-    ("hidden_units", "4,x", "expected integers"),
-    ("hidden_gate_activation", "nope", "not a Keras activation"),
-])
-def test_invalid_model_flags_name_the_flag_and_value(flag, value, message):
+def test_an_option_of_another_model_is_named_in_a_warning_and_changes_nothing(capsys):
+    cfg = _parsed("--model=deepfm", "--cin_layer_sizes=8,4", "--dlrm_top_units=7", "--cross_layers=3")
+    err = capsys.readouterr().err
+    assert "--cin_layer_sizes=8,4 is an option of --model=xdeepfm, not of --model=deepfm" in err
+    assert "--dlrm_top_units=7 is an option of --model=dlrm" in err
+    assert "cross_layers" not in err  # set, but to its default: a flags.txt sets every flag so
+    assert cfg.model == _parsed("--model=deepfm").model
+
+
+def test_every_model_option_is_a_flag_listed_under_its_model_in_helpfull():
+    from ctr_tf.models import registry
     fv = flags.FlagValues()
     ctr_flags.define_flags(fv)
-    fv(["train", "--data_dir=d", "--model_dir=m", f"--{flag}={value}"])
+    text = fv.get_help()
+    for name in registry.names():
+        for field in dataclasses.fields(registry.options_class(name)):
+            assert field.name in fv
+            heading = f"--model={name} options ("
+            block = text[text.index(heading):]
+            block = block[:block.find("\n\n") if "\n\n" in block else len(block)]
+            assert re.search(rf"--(\[no\])?{field.name}:", block), (name, field.name)
+
+
+@pytest.mark.parametrize("model,flag,value,message", [
+    ("xdeepfm", "cin_layer_sizes", "3,4", "every layer but the last must have an even size"),
+    ("dcn", "cross_layers", "0", "must be >= 1"),
+    ("flen", "flen_dice_factor", "1.0", "must be in"),
+    ("deepfm", "hidden_units", "4,x", "expected integers"),
+    ("gate_dnn", "hidden_gate_activation", "nope", "not a Keras activation"),
+    ("finalnet", "finalnet_block1_units", "8,5", "sizes must be even"),
+])
+def test_invalid_model_flags_name_the_flag_and_value(model, flag, value, message):
+    fv = flags.FlagValues()
+    ctr_flags.define_flags(fv)
+    fv(["train", "--data_dir=d", "--model_dir=m", f"--model={model}", f"--{flag}={value}"])
     with pytest.raises(cfg_lib.ConfigError, match=f"--{flag}=.*{message}"):
         ctr_flags.config_from_flags(fv)
 
 
 def test_dlrm_bottom_mlp_must_end_at_the_embedding_size():
     with pytest.raises(cfg_lib.ConfigError, match="--dlrm_bottom_units='8,5': the last bottom layer must equal --embedding_dim=4"):
-        cfg_lib.ModelConfig(name="dlrm", embedding_dim=4, dlrm_bottom_units=(8, 5))
+        cfg_lib.model_config("dlrm", embedding_dim=4, dlrm_bottom_units=(8, 5))
 
 
 def test_experiment_config_json_round_trip_restores_tuples_and_enums():
     cfg = cfg_lib.ExperimentConfig(
         data=cfg_lib.DataConfig(data_dir="d"),
-        model=cfg_lib.ModelConfig(name="dcn_v2", hidden_units=(3, 2), cin_layer_sizes=(4, 6),
-                                  dlrm_top_units=(5,), cross_structure=cfg_lib.CrossStructure.STACKED,
-                                  embedding_gate=cfg_lib.EmbeddingGate.NONE),
+        model=cfg_lib.model_config("dcn_v2", hidden_units=(3, 2), cross_structure="stacked", cross_low_rank=4),
         train=cfg_lib.TrainConfig(model_dir="m", optimizer=cfg_lib.Optimizer.ADAGRAD,
                                   lr_schedule=cfg_lib.LRSchedule.PLATEAU))
     import json
@@ -131,3 +161,20 @@ def test_experiment_config_json_round_trip_restores_tuples_and_enums():
     assert back == cfg
     with pytest.raises(cfg_lib.ConfigError, match="no option"):
         cfg_lib.ExperimentConfig.from_json({**cfg.to_json(), "model": {**cfg.to_json()["model"], "bogus": 1}})
+
+
+def test_a_config_json_of_the_single_config_era_still_loads():
+    """config.json written before options moved beside their models held every model's options
+    in one flat dict: a run's own are read, the others ignored."""
+    old = {"name": "dcn", "embedding_dim": 8, "embedding_init_std": 1e-4, "hidden_units": [4], "activation": "relu",
+           "dropout": 0.0, "batch_norm": False, "embedding_l2": 0.0, "embedding_table_l2": 0.0, "dense_l2": 0.0,
+           "cross_layers": 2, "cross_low_rank": 0, "cross_structure": "parallel", "paddlerec_shared_cross": True,
+           "cin_layer_sizes": [200, 200, 200], "cin_split_half": True, "dlrm_bottom_units": [512, 256, 64, 16],
+           "dlrm_top_units": [512, 256], "dlrm_self_interaction": False, "embedding_gate": "scalar",
+           "hidden_gate": True, "hidden_gate_activation": "tanh", "fefm_l2": 0.0, "flen_dice_factor": 0.0,
+           "paddlerec_flen_mf_only": False, "finalnet_field_gate": True, "finalnet_block1_units": [1000, 1000, 1000],
+           "finalnet_block1_dropout": 0.4, "finalnet_block2_units": [512], "finalnet_block2_dropout": 0.4,
+           "finalnet_self_distillation": True, "dcnv3_deep_layers": 3, "dcnv3_shallow_layers": 4,
+           "dcnv3_deep_dropout": 0.1, "dcnv3_shallow_dropout": 0.2, "dcnv3_tri_bce": True}
+    assert cfg_lib.ModelConfig.from_json(old) == cfg_lib.model_config(
+        "dcn", embedding_dim=8, hidden_units=(4,), cross_layers=2, paddlerec_shared_cross=True)
