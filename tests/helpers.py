@@ -38,3 +38,33 @@ def all_rows(schema, splits=("train", "valid", "test")):
     from ctr_tf.data import records
     parts = [records.read_all(schema.split_files(s), schema) for s in splits if schema.split_files(s)]
     return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+# The 39 per-field vocabulary sizes that the BARS Criteo_x4_001 run logs print (reczoo/BARS,
+# ranking/ctr/FinalNet/FinalNet_criteo_x4_001): FuxiCTR's sizes, padding and OOV rows included,
+# I1-I13 bucketized as categorical fields. 910,747 rows in all.
+BARS_X4_001_VOCAB = {
+    "C1": 1446, "C2": 554, "C3": 157339, "C4": 117822, "C5": 306, "C6": 18, "C7": 11882, "C8": 630, "C9": 5,
+    "C10": 39530, "C11": 5131, "C12": 156656, "C13": 3176, "C14": 28, "C15": 11043, "C16": 148913, "C17": 12,
+    "C18": 4560, "C19": 2003, "C20": 5, "C21": 154564, "C22": 18, "C23": 17, "C24": 53031, "C25": 82,
+    "C26": 40955, "I1": 44, "I2": 99, "I3": 122, "I4": 41, "I5": 220, "I6": 112, "I7": 80, "I8": 69, "I9": 92,
+    "I10": 6, "I11": 27, "I12": 37, "I13": 72}
+
+
+def bars_x4_001_schema(sizes: dict | None = None):
+    """A schema of 39 categorical fields with the BARS Criteo_x4_001 vocabulary sizes (or `sizes`),
+    in FuxiCTR's feature order (I1..I13, C1..C26), no dense features: the parameter counts of the
+    BARS logs are counted on it."""
+    from ctr_tf import schema as schema_lib
+    sizes = sizes or BARS_X4_001_VOCAB
+    names = [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
+    feats = tuple(schema_lib.FeatureSpec(n, "categorical", n, "hash", vocab_size=sizes[n],
+                                         params={"hash_buckets": sizes[n] - 1}) for n in names)
+    raw = tuple(schema_lib.RawInput(n, "string") for n in names)
+    return schema_lib.Schema(raw, feats, {"type": "packed_rows_v1", "num_dense": 0, "num_categorical": 39})
+
+
+def trainable_parameters(model) -> int:
+    """What FuxiCTR's logs count: trainable parameters (BatchNorm's moving statistics are not)."""
+    import numpy as np
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from ctr_tf.layers.embedding import PACKAGE
 
 
-def _bce(labels, logits):
+def bce(labels, logits):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, tf.float32)))
 
 
@@ -24,7 +24,7 @@ def self_distillation(y, outputs: dict) -> dict:
     """FinalNet as published: each block's BCE against the combined prediction, held fixed:
     BCE(sigmoid(z_k), stop_gradient(sigmoid(z))) for the block logits z_1, z_2."""
     teacher = tf.stop_gradient(tf.sigmoid(tf.cast(outputs["logit"], tf.float32)))
-    return {f"distill_{k}": _bce(teacher, outputs[f"logit_{k}"]) for k in (1, 2)}
+    return {f"distill_{k}": bce(teacher, outputs[f"logit_{k}"]) for k in (1, 2)}
 
 
 def tri_bce(y, outputs: dict) -> dict:
@@ -32,16 +32,30 @@ def tri_bce(y, outputs: dict) -> dict:
     prediction's BCE and w_k = max(L_k - L, 0) per batch. As in the reference code, nothing is held
     fixed: the weights carry gradient too."""
     y = tf.cast(y, tf.float32)
-    main = _bce(y, outputs["logit"])
+    main = bce(y, outputs["logit"])
     terms = {}
     for k in ("deep", "shallow"):
-        lk = _bce(y, outputs[f"logit_{k}"])
+        lk = bce(y, outputs[f"logit_{k}"])
         terms[f"tri_bce_{k}"] = tf.where(lk - main > 0, lk - main, 0.0) * lk
     return terms
 
 
-EXTRA_LOSSES = {"self_distillation": (self_distillation, ("distill_1", "distill_2")),
-                "tri_bce": (tri_bce, ("tri_bce_deep", "tri_bce_shallow"))}
+EXTRA_LOSSES: dict = {}
+
+
+def register_extra_loss(name: str, terms: tuple[str, ...]):
+    """Registers fn(labels, outputs) -> {term name: scalar} as the extra loss `name`, whose terms are
+    `terms` (each logged as its own scalar); a model module registers its own beside its builder."""
+    def deco(fn):
+        if name in EXTRA_LOSSES:
+            raise ValueError(f"extra loss {name!r} registered twice")
+        EXTRA_LOSSES[name] = (fn, tuple(terms))
+        return fn
+    return deco
+
+
+register_extra_loss("self_distillation", ("distill_1", "distill_2"))(self_distillation)
+register_extra_loss("tri_bce", ("tri_bce_deep", "tri_bce_shallow"))(tri_bce)
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
@@ -50,6 +64,9 @@ class MultiLogitModel(tf.keras.Model):
 
     def __init__(self, network: tf.keras.Model, extra_loss: str, **kwargs):
         super().__init__(**kwargs)
+        if extra_loss not in EXTRA_LOSSES:  # a model module registers its loss when imported
+            from ctr_tf.models import registry
+            registry.discover()
         if extra_loss not in EXTRA_LOSSES:
             raise ValueError(f"unknown extra loss {extra_loss!r}; known: {sorted(EXTRA_LOSSES)}")
         self.network = network
