@@ -160,18 +160,6 @@ def tiny_model_config(name, embedding_dim=4, **kw):
     return dataclasses.replace(shared, name=name, options=options)
 
 
-@pytest.mark.parametrize("name", models.names())
-def test_model_keras_save_load_round_trip(tmp_path, name):
-    model = models.build(_toy_schema(), tiny_model_config(name))
-    x = {"dense": tf.constant(RNG.normal(size=(5, 4)), tf.float32), "cat": tf.constant(RNG.integers(0, 10, (5, 3)), tf.int32)}
-    for w in model.trainable_weights:
-        w.assign(tf.random.normal(w.shape, stddev=0.3))
-    path = str(tmp_path / f"{name}.keras")
-    model.save(path)
-    loaded = tf.keras.models.load_model(path)
-    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
-
-
 def test_model_output_is_float32_under_mixed_precision():
     from ctr_tf import runtime
     with runtime.precision("mixed_bfloat16"):
