@@ -15,26 +15,34 @@ next, on the training rows as on held-out ones); the refit removes that drift an
 
 Calibration maps the (corrected) logit z to a probability:
 - platt:    sigma(a * z + b), a and b fitted by maximum likelihood (Newton's method);
-- isotonic: the pool-adjacent-violators fit of the click rate as a non-decreasing function of z,
-  with neighbouring blocks then joined until each holds at least sqrt(rows) rows (PAV alone
-  leaves blocks of a few rows at both ends, which would serve rates of exactly 0 or 1),
-  interpolated linearly in z between the centres (mean z) of its blocks and held flat beyond the
-  first and last centre. Block rates strictly increase, so between the first and last centre the
-  map is strictly increasing and keeps every order (and the AUC); rows whose logits fall below the
-  first centre or above the last one tie at that end's rate, the only ties it makes.
+- isotonic: a monotone correction of the model's own log-odds, z + d(z). Pool adjacent violators
+  fits the click rate as a non-decreasing function of z; its blocks are joined into about 20
+  (each at least rows / 20 and sqrt(rows) rows), and each block's offset d_b, the log-odds of its
+  click rate less those of its mean predicted probability, is shrunk toward 0 by empirical Bayes:
+  by tau^2 / (tau^2 + s_b^2), s_b^2 the offset's sampling variance and tau^2 the spread of the
+  offsets beyond what sampling explains (with a margin of 1.5). A model that is already
+  calibrated keeps its probabilities (tau^2 = 0), where a step function fitted to the rows raised
+  the held-out error; one that is off is corrected where the rows show it. d is interpolated
+  linearly between the blocks' centres (mean z) and held at the end blocks' offsets beyond them,
+  and the corrected logits at the centres never decrease, so the map keeps every order but where
+  two centres' corrected logits tie. It needs ISOTONIC_MIN_ROWS rows: on fewer the offsets are
+  mostly noise (platt, two parameters, is the choice there).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 
 import numpy as np
 
+from ctr_tf import fs
+
 from ctr_tf.config import CalibrationMethod as Method
 
 CALIBRATION_FILE = "calibration.json"
+ISOTONIC_MIN_ROWS = 10_000
+ISOTONIC_BLOCKS = 20
 _EPS = 1e-6  # a fitted probability is kept inside [eps, 1 - eps]
 
 
@@ -126,19 +134,12 @@ def fitted_for(stored, **conditions) -> bool:
 
 
 def _save_json(path: str, d: dict) -> str:
-    """Written whole or not at all (a temporary file renamed into place)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(d, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    """Written whole or not at all (fs.publish_file)."""
+    return fs.write_json(path, d)
 
 
 def _load_json(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    return fs.read_json(path) if fs.exists(path) else None
 
 
 def _sigmoid(z):
@@ -151,8 +152,8 @@ class Calibration:
     method: Method = Method.NONE
     a: float = 1.0
     b: float = 0.0
-    knots: tuple = ()   # isotonic: block centres in logit space, increasing
-    values: tuple = ()  # isotonic: the block click rates, increasing
+    knots: tuple = ()    # isotonic: block centres in logit space, increasing
+    offsets: tuple = ()  # isotonic: the (shrunk) log-odds correction at each centre
     fitted_on: dict = dataclasses.field(default_factory=dict)  # split, epoch, rows
 
     # -- fitting
@@ -171,8 +172,12 @@ class Calibration:
         if method == Method.PLATT:
             a, b = _fit_platt(y, z)
             return cls(Method.PLATT, a=a, b=b, fitted_on=info)
-        knots, values = _fit_isotonic(y, z)
-        return cls(Method.ISOTONIC, knots=tuple(knots), values=tuple(values), fitted_on=info)
+        if y.size < ISOTONIC_MIN_ROWS:
+            raise ValueError(f"isotonic calibration needs at least {ISOTONIC_MIN_ROWS:,} rows to fit on, and the split "
+                             f"has {y.size:,}: on fewer its block offsets are mostly noise; use platt (two parameters) "
+                             "or more validation rows")
+        knots, offsets = _fit_isotonic(y, z)
+        return cls(Method.ISOTONIC, knots=tuple(knots), offsets=tuple(offsets), fitted_on=info)
 
     # -- applying
     def probability(self, logits) -> np.ndarray:
@@ -181,7 +186,7 @@ class Calibration:
         if self.method == Method.PLATT:
             return _sigmoid(self.a * z + self.b)
         if self.method == Method.ISOTONIC:
-            return np.interp(z, self.knots, self.values)
+            return _sigmoid(z + np.interp(z, self.knots, self.offsets))
         return _sigmoid(z)
 
     def tf_probability(self, logits):
@@ -190,19 +195,21 @@ class Calibration:
         if self.method == Method.PLATT:
             return tf.sigmoid(tf.constant(self.a, tf.float32) * logits + tf.constant(self.b, tf.float32))
         if self.method == Method.ISOTONIC:
-            return _tf_interp(logits, self.knots, self.values)
+            return tf.sigmoid(logits + _tf_interp(logits, self.knots, self.offsets))
         return tf.sigmoid(logits)
 
     # -- files
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["method"] = self.method.value
-        d["knots"], d["values"] = list(self.knots), list(self.values)
+        d["knots"], d["offsets"] = list(self.knots), list(self.offsets)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Calibration":
-        return cls(Method(d["method"]), float(d["a"]), float(d["b"]), tuple(d["knots"]), tuple(d["values"]),
+        if d["method"] == Method.ISOTONIC.value and "offsets" not in d:
+            raise ValueError("an isotonic map of an earlier version (block rates, not log-odds offsets)")
+        return cls(Method(d["method"]), float(d["a"]), float(d["b"]), tuple(d["knots"]), tuple(d.get("offsets", ())),
                    dict(d.get("fitted_on") or {}))
 
     def save(self, model_dir: str) -> str:
@@ -211,14 +218,17 @@ class Calibration:
     @classmethod
     def load(cls, model_dir: str) -> "Calibration | None":
         d = _load_json(os.path.join(model_dir, CALIBRATION_FILE))
-        return None if d is None else cls.from_json(d)
+        try:
+            return None if d is None else cls.from_json(d)
+        except ValueError:  # a map this version does not apply: fitted anew
+            return None
 
     def describe(self) -> str:
         if self.method == Method.PLATT:
             return f"platt: sigmoid({self.a:.4f} * z {self.b:+.4f})"
         if self.method == Method.ISOTONIC:
-            return (f"isotonic: {len(self.knots)} blocks, rates {self.values[0]:.4f}..{self.values[-1]:.4f}"
-                    if self.knots else "isotonic: empty")
+            return (f"isotonic: {len(self.knots)} blocks, log-odds offsets {min(self.offsets):+.4f}.."
+                    f"{max(self.offsets):+.4f}" if self.knots else "isotonic: empty")
         return "none"
 
 
@@ -240,49 +250,51 @@ def _fit_platt(y: np.ndarray, z: np.ndarray, iterations: int = 50) -> tuple[floa
 
 
 def _fit_isotonic(y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pool adjacent violators over the rows sorted by logit (rows of equal logit pooled first);
-    returns the blocks' centres (mean logit) and click rates, both strictly increasing."""
+    """The isotonic map's block centres (mean logit, increasing) and shrunk log-odds offsets (see
+    the module's docstring)."""
     order = np.argsort(z, kind="mergesort")
     zs, ys = z[order], y[order]
     uniq, start = np.unique(zs, return_index=True)
     counts = np.diff(np.append(start, zs.size)).astype(np.float64)
-    sums_y = np.add.reduceat(ys, start)
-    sums_z = uniq * counts
-    # A stack of blocks: pooled while a block's rate is not above the one before it.
-    bn, by, bz = [], [], []
-    for n, sy, sz in zip(counts, sums_y, sums_z):
-        bn.append(n), by.append(sy), bz.append(sz)
-        while len(bn) > 1 and by[-2] / bn[-2] >= by[-1] / bn[-1]:
-            n2, y2, z2 = bn.pop(), by.pop(), bz.pop()
-            bn[-1] += n2
-            by[-1] += y2
-            bz[-1] += z2
-    # Join runs of neighbouring blocks into blocks of >= sqrt(rows) rows; a joined rate lies between
-    # its parts', so the rates still strictly increase.
-    min_rows = math.ceil(math.sqrt(y.size))
-    jn, jy, jz = [], [], []
-    acc = [0.0, 0.0, 0.0]
-    for n, sy, sz in zip(bn, by, bz):
-        acc = [acc[0] + n, acc[1] + sy, acc[2] + sz]
+    sums = np.stack([counts, np.add.reduceat(ys, start), uniq * counts, np.add.reduceat(_sigmoid(zs), start)], 1)
+    # Pool adjacent violators over runs of equal logit: (rows, clicks, sum z, sum p) per block,
+    # pooled while a block's rate is not above the one before it.
+    blocks = []
+    for row in sums:
+        blocks.append(row.copy())
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][0] >= blocks[-1][1] / blocks[-1][0]:
+            last = blocks.pop()
+            blocks[-1] += last
+    # Join neighbouring blocks into ~ISOTONIC_BLOCKS blocks: a joined rate lies between its parts'.
+    min_rows = max(math.sqrt(y.size), y.size / ISOTONIC_BLOCKS)
+    joined, acc = [], np.zeros(4)
+    for b in blocks:
+        acc = acc + b
         if acc[0] >= min_rows:
-            jn.append(acc[0]), jy.append(acc[1]), jz.append(acc[2])
-            acc = [0.0, 0.0, 0.0]
+            joined.append(acc)
+            acc = np.zeros(4)
     if acc[0]:
-        if jn:
-            jn[-1] += acc[0]
-            jy[-1] += acc[1]
-            jz[-1] += acc[2]
+        if joined:
+            joined[-1] = joined[-1] + acc
         else:
-            jn, jy, jz = [acc[0]], [acc[1]], [acc[2]]
-    jn, jy, jz = np.array(jn), np.array(jy), np.array(jz)
-    values = np.clip(jy / jn, _EPS, 1 - _EPS)
-    return jz / jn, values
+            joined = [acc]
+    n, clicks, sum_z, sum_p = np.array(joined).T
+    rate = np.clip(clicks / n, 0.5 / n, 1 - 0.5 / n)
+    predicted = np.clip(sum_p / n, _EPS, 1 - _EPS)
+    offset = np.log(rate / (1 - rate)) - np.log(predicted / (1 - predicted))
+    noise = 1.0 / (n * rate * (1 - rate))  # each offset's sampling variance
+    weight = n / n.sum()
+    spread = max(0.0, float(np.sum(weight * offset ** 2) - 1.5 * np.sum(weight * noise)))
+    offset = offset * (spread / (spread + noise))
+    centres = sum_z / n
+    corrected = np.maximum.accumulate(centres + offset)  # the map never decreases
+    return centres, corrected - centres
 
 
 def _tf_interp(logits, knots, values):
-    """Linear interpolation of `values` over increasing `knots`, flat beyond both ends."""
+    """Linear interpolation of `values` over increasing `knots`, held at the end values beyond."""
     import tensorflow as tf
-    if len(knots) == 1:  # one block: one rate for every row
+    if len(knots) == 1:  # one block: one value for every row
         return tf.fill(tf.shape(logits), tf.constant(values[0], tf.float32))
     xs = tf.constant(np.asarray(knots, np.float32))
     ys = tf.constant(np.asarray(values, np.float32))

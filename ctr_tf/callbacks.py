@@ -1,17 +1,19 @@
 """The trainer's Keras callbacks: exact evaluation every epoch, per-epoch checkpoints, step
-scalars for TensorBoard, and the NaN guards."""
+scalars for TensorBoard, the NaN guards, and how a training run wires them (`for_training`)."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 
 import tensorflow as tf
 
+from ctr_tf import config as cfg_lib
+from ctr_tf import fs
 from ctr_tf.evaluation import Scorer
 from ctr_tf.runtime import TrainingError
 from ctr_tf.schedules import current_lr
+
+BEST_EPOCH_FILE = "best_epoch.json"
 
 # The exact metrics written per epoch: TensorBoard's eval epoch_<k> and Keras' logs val_<k>.
 SCALARS = ("auc", "logloss", "ne", "ece", "ctr_ratio")
@@ -19,17 +21,20 @@ SCALARS = ("auc", "logloss", "ne", "ece", "ctr_ratio")
 
 class ExactEvaluation(tf.keras.callbacks.Callback):
     """After every epoch: exact metrics on the evaluation split, into logs (val_auc, ...),
-    TensorBoard and the console; remembers the best epoch."""
+    TensorBoard and the console; remembers the best epoch by `metric` (best_epoch.json)."""
 
-    def __init__(self, scorer: Scorer, dataset, writer, model_dir, chief=True):
+    def __init__(self, scorer: Scorer, dataset, writer, model_dir, chief=True,
+                 metric: cfg_lib.StoppingMetric = cfg_lib.StoppingMetric.AUC):
         super().__init__()
         self.scorer, self.dataset, self.writer, self.model_dir, self.chief = scorer, dataset, writer, model_dir, chief
-        self.best = -math.inf
+        self.metric = metric
+        self.best = metric.worst
         self.seconds = 0.0
-        path = os.path.join(model_dir, "best_epoch.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                self.best = json.load(f).get("auc", -math.inf)
+        path = fs.join(model_dir, BEST_EPOCH_FILE)
+        if fs.exists(path):  # a resumed run: the best of the epochs before (chosen by the same metric)
+            stored = fs.read_json(path)
+            if stored.get("metric", "auc") == metric.value:
+                self.best = stored.get(metric.value, metric.worst)
 
     def on_epoch_end(self, epoch, logs=None):
         t0 = time.perf_counter()
@@ -43,12 +48,13 @@ class ExactEvaluation(tf.keras.callbacks.Callback):
             for k in SCALARS:
                 tf.summary.scalar(f"epoch_{k}", m[k])
         self.writer.flush()
+        improved = self.metric.better(m[self.metric.value], self.best)
         print(f"\nepoch {epoch}: eval AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  NE {m['ne']:.4f}  "
-              f"ECE {m['ece']:.4f}  CTR ratio {m['ctr_ratio']:.4f}  ({m['rows']:,} rows)", flush=True)
-        if self.chief and m["auc"] > self.best:
-            self.best = m["auc"]
-            with open(os.path.join(self.model_dir, "best_epoch.json"), "w") as f:
-                json.dump({"epoch": epoch, **m}, f)
+              f"ECE {m['ece']:.4f}  CTR ratio {m['ctr_ratio']:.4f}  ({m['rows']:,} rows)"
+              + (f"  best {self.metric.value} so far" if improved else ""), flush=True)
+        if self.chief and improved:
+            self.best = m[self.metric.value]
+            fs.write_json(fs.join(self.model_dir, BEST_EPOCH_FILE), {"epoch": epoch, "metric": self.metric.value, **m})
 
 
 class SettleTableL2(tf.keras.callbacks.Callback):
@@ -115,3 +121,39 @@ class EpochNaNGuard(tf.keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingError(f"the loss became {loss} during epoch {epoch}: lower --learning_rate, "
                                 "set --clipnorm, or check the input features")
+
+
+def for_training(t: cfg_lib.TrainConfig, *, scorer: Scorer, eval_dataset, model_dir: str, chief: bool, manager,
+                 parameter_servers: bool, sparse_table_l2: bool, extra=()) -> list:
+    """The callbacks of one training run, in the order they must run: the table L2 settled first
+    (what follows evaluates, keeps and saves the tables caught up), the exact evaluation and what
+    watches it (the plateau schedule, early stopping, both on --early_stopping_metric), the epoch
+    checkpoint, TensorBoard and the step scalars (per epoch with parameter servers, where Keras
+    allows no batch-level callbacks), then the caller's `extra`."""
+    tb = fs.join(model_dir, "tensorboard")
+    callbacks = [SettleTableL2()] if sparse_table_l2 else []
+    if eval_dataset is not None:
+        metric = t.early_stopping_metric
+        callbacks.append(ExactEvaluation(scorer, eval_dataset, tf.summary.create_file_writer(fs.join(tb, "eval")),
+                                         model_dir, chief, metric))
+        monitor = {"monitor": f"val_{metric.value}", "mode": metric.mode}
+        if t.lr_schedule == cfg_lib.LRSchedule.PLATEAU:
+            callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+                factor=t.lr_plateau_factor, patience=t.lr_plateau_patience, min_delta=1e-5, verbose=1, **monitor))
+        if t.early_stopping_patience:
+            callbacks.append(tf.keras.callbacks.EarlyStopping(
+                patience=t.early_stopping_patience, restore_best_weights=True, verbose=1, **monitor))
+    callbacks.append(EpochCheckpoint(manager))
+    if parameter_servers:
+        callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq="epoch", profile_batch=0), EpochNaNGuard()]
+    else:
+        callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq=t.log_every_n_steps, profile_batch=0),
+                      StepScalars(tf.summary.create_file_writer(fs.join(tb, "train")), t.log_every_n_steps,
+                                  t.batch_size)]
+    return callbacks + list(extra)
+
+
+def seconds_in(callbacks: list) -> dict:
+    """Seconds the per-epoch validation, settle and checkpoint took (timings.json's keys)."""
+    return {f"{kind}_seconds": sum(c.seconds for c in callbacks if isinstance(c, cls)) for kind, cls in
+            (("evaluation", ExactEvaluation), ("settle", SettleTableL2), ("checkpoint", EpochCheckpoint))}

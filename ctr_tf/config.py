@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,27 @@ class LRSchedule(str, enum.Enum):
     CONSTANT = "constant"
     PLATEAU = "plateau"
     WARMUP_DECAY = "warmup_decay"
+
+
+class StoppingMetric(str, enum.Enum):
+    """What early stopping, the plateau schedule and the exported (best) epoch watch on the
+    validation split: AUC (higher is better), or logloss / NE (lower is better; on one split NE is
+    the logloss over a constant, so both pick the same epoch)."""
+    AUC = "auc"
+    LOGLOSS = "logloss"
+    NE = "ne"
+
+    @property
+    def mode(self) -> str:
+        return "max" if self is StoppingMetric.AUC else "min"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value a improves on b."""
+        return a > b if self is StoppingMetric.AUC else a < b
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self is StoppingMetric.AUC else math.inf
 
 
 class CalibrationMethod(str, enum.Enum):
@@ -180,6 +202,7 @@ class TrainConfig:
     decay_steps: int = 0
     decay_rate: float = 0.1
     early_stopping_patience: int = 0
+    early_stopping_metric: StoppingMetric = StoppingMetric.AUC
     clipnorm: float = 0.0
     log_every_n_steps: int = 100
     export_dir: str = ""

@@ -57,3 +57,34 @@ def probabilities(logits: np.ndarray, calibration=None) -> np.ndarray:
 def evaluate(model, dataset) -> dict:
     """One-off exact metrics; a caller evaluating every epoch keeps a `Scorer`."""
     return Scorer(model).evaluate(dataset)
+
+
+def report(split: str, labels: np.ndarray, logits: np.ndarray, calibration=None, intercept=None,
+           bayes: dict | None = None) -> tuple[dict, list[str]]:
+    """The final evaluation of the served probabilities on a split: metrics-<split>.json's dict
+    (the 20 equal-mass reliability bins too; with a refit intercept the metrics before it, with a
+    calibration those before it) and the console lines, the last one the served probability's with
+    the Bayes-optimal figures of planted data beside it."""
+    p = probabilities(logits, calibration)
+    m = {**metrics.summary(labels, p), "calibration": calibration.describe() if calibration else "none",
+         "reliability": metrics.reliability(labels, p)}
+    lines = []
+    if intercept is not None:
+        m["intercept"] = {"offset": intercept.offset, **intercept.fitted_on}
+        before = probabilities(logits - intercept.offset)  # the logits as trained, downsampling corrected
+        m["before_intercept_refit"] = {**metrics.summary(labels, before), "reliability": metrics.reliability(labels, before)}
+        lines.append(metrics_line(f"{split} before intercept refit", m["before_intercept_refit"]))
+    if calibration is not None:
+        q = probabilities(logits)
+        m["uncalibrated"] = {**metrics.summary(labels, q), "reliability": metrics.reliability(labels, q)}
+        lines.append(metrics_line(f"{split} before calibration", m["uncalibrated"]))
+    lines.append(metrics_line(split, m))
+    if bayes:
+        lines[-1] += (f"  (Bayes-optimal AUC {bayes['auc']:.5f}, logloss {bayes['logloss']:.5f}"
+                      + (f", NE {bayes['ne']:.4f}, ECE {bayes['ece']:.4f}" if "ne" in bayes else "") + ")")
+    return m, lines
+
+
+def metrics_line(label: str, m: dict) -> str:
+    return (f"{label}: AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  NE {m['ne']:.4f}  ECE {m['ece']:.4f}  "
+            f"CTR ratio {m['ctr_ratio']:.4f}  rows {m['rows']:,}")

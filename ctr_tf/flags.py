@@ -194,15 +194,19 @@ def define_flags(fv: flags.FlagValues = FLAGS):
                          "every step, even with lazy_adam (which otherwise applies it sparsely, each row catching up on "
                          "the steps it missed when next looked up).", flag_values=fv)
     flags.DEFINE_enum("lr_schedule", "constant", [s.value for s in cfg_lib.LRSchedule],
-                      "constant; plateau: x lr_plateau_factor when the validation AUC stalls; "
+                      "constant; plateau: x lr_plateau_factor when --early_stopping_metric stalls; "
                       "warmup_decay: linear warmup, then exponential decay.", flag_values=fv)
     flags.DEFINE_float("lr_plateau_factor", 0.1, "Factor of the plateau schedule.", flag_values=fv)
-    flags.DEFINE_integer("lr_plateau_patience", 1, "Epochs without validation AUC gain before the plateau cut.", flag_values=fv)
+    flags.DEFINE_integer("lr_plateau_patience", 1, "Epochs without a gain in --early_stopping_metric before the "
+                         "plateau cut.", flag_values=fv)
     flags.DEFINE_integer("warmup_steps", 0, "Warmup steps of warmup_decay.", flag_values=fv)
     flags.DEFINE_integer("decay_steps", 0, "Steps per decay_rate factor of warmup_decay.", flag_values=fv)
     flags.DEFINE_float("decay_rate", 0.1, "Decay factor per decay_steps.", flag_values=fv)
-    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N epochs without validation AUC gain and "
-                         "restore the best epoch for export; 0: off.", flag_values=fv)
+    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N epochs without a gain in "
+                         "--early_stopping_metric and restore the best epoch for export; 0: off.", flag_values=fv)
+    flags.DEFINE_enum("early_stopping_metric", "auc", [m.value for m in cfg_lib.StoppingMetric],
+                      "The validation metric that early stopping, the plateau schedule and the best (exported) "
+                      "epoch follow: auc (higher is better), logloss or ne (lower is better).", flag_values=fv)
     flags.DEFINE_float("clipnorm", 0.0, "Clip gradients by global norm; 0: off.", flag_values=fv)
     flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.", flag_values=fv)
 
@@ -276,7 +280,8 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             lr_schedule=cfg_lib.LRSchedule(fv.lr_schedule), lr_plateau_factor=fv.lr_plateau_factor,
             lr_plateau_patience=fv.lr_plateau_patience, warmup_steps=fv.warmup_steps,
             decay_steps=fv.decay_steps, decay_rate=fv.decay_rate,
-            early_stopping_patience=fv.early_stopping_patience, clipnorm=fv.clipnorm,
+            early_stopping_patience=fv.early_stopping_patience,
+            early_stopping_metric=cfg_lib.StoppingMetric(fv.early_stopping_metric), clipnorm=fv.clipnorm,
             log_every_n_steps=fv.log_every_n_steps, export_dir=fv.export_dir,
             model_name=fv.model_name or fv.model, precision=cfg_lib.Precision(fv.precision),
             strategy=cfg_lib.Strategy(fv.strategy), ps_shards=fv.ps_shards, warm_start_from=fv.warm_start_from,

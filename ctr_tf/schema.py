@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+from ctr_tf import fs
+
 SCHEMA_FILE = "schema.json"
 SCHEMA_VERSION = 1
 
@@ -99,11 +101,14 @@ class Schema:
     def split_files(self, split: str) -> list[str]:
         """Absolute paths of a split's shards."""
         files = self.splits.get(split, {}).get("files", [])
-        base = self.directory or "."
-        return [f if os.path.isabs(f) else os.path.join(base, f) for f in files]
+        return [self.path(f) for f in files]
 
     def path(self, relative: str) -> str:
-        return relative if os.path.isabs(relative) else os.path.join(self.directory or ".", relative)
+        """A path of the schema (a shard, a vocabulary) relative to its directory; absolute paths
+        and URLs as they are."""
+        if os.path.isabs(relative) or not fs.is_local(relative):
+            return relative
+        return fs.join(self.directory or ".", relative)
 
     def to_json(self) -> dict:
         out = {"version": SCHEMA_VERSION,
@@ -130,30 +135,24 @@ class Schema:
 
 def load(data_dir: str) -> Schema:
     """Reads `<data_dir>/schema.json`, with an error that says what to run when it is absent."""
-    path = os.path.join(data_dir, SCHEMA_FILE)
-    if not os.path.isdir(data_dir):
+    path = fs.join(data_dir, SCHEMA_FILE)
+    if not fs.isdir(data_dir):
         raise SchemaError(f"data directory {data_dir!r} does not exist; create it with "
                           "`python -m pipelines.criteo_to_tfrecords --input=... --output_dir=...`")
-    if not os.path.exists(path):
+    if not fs.exists(path):
         raise SchemaError(f"{path} not found: {data_dir!r} is not a directory written by "
                           "pipelines.criteo_to_tfrecords (or the conversion did not finish)")
     try:
-        with open(path) as f:
-            d = json.load(f)
+        d = json.loads(fs.read_text(path))
     except json.JSONDecodeError as e:
         raise SchemaError(f"{path} is not valid JSON: {e}") from None
-    return Schema.from_json(d, directory=os.path.abspath(data_dir))
+    return Schema.from_json(d, directory=fs.abspath(data_dir))
 
 
 def save(schema: Schema, data_dir: str) -> str:
-    """Writes schema.json atomically: a reader never sees half a file."""
-    path = os.path.join(data_dir, SCHEMA_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(schema.to_json(), f, indent=2, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Writes schema.json whole or not at all: a reader never sees half a file (fs.publish_file)."""
+    return fs.publish_file(fs.join(data_dir, SCHEMA_FILE),
+                           json.dumps(schema.to_json(), indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any):

@@ -4,7 +4,7 @@ with exact AUC and logloss, writes TensorBoard curves and exports a SavedModel.
 model_dir layout:
   config.json, flags.txt     the resolved config and flags of the latest run
   checkpoints/epoch-<e>.*    model + optimizer after epoch e (0-based), one per epoch
-  best_epoch.json            the epoch with the best validation AUC
+  best_epoch.json            the epoch with the best validation --early_stopping_metric
   intercept.json             with --refit_intercept: the logit offset fitted for the exported epoch
   calibration.json           with --calibration: the map fitted for the exported epoch
   metrics-<split>.json       the final evaluation (served probabilities; before calibration too)
@@ -12,15 +12,14 @@ model_dir layout:
   export/<name>/<version>/   SavedModels (unless --export_dir)
 
 The pieces live beside it: the strategy and process-wide state in `runtime`, the learning-rate
-schedule in `schedules`, scoring in `evaluation`, the callbacks in `callbacks`.
+schedule in `schedules`, scoring and the final report in `evaluation`, the callbacks and their
+wiring in `callbacks`. Every path may be local or a URL TensorFlow's file systems read (ctr_tf.fs).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -29,25 +28,20 @@ import numpy as np
 import tensorflow as tf
 
 from ctr_tf import calibration as calibration_lib
+from ctr_tf import callbacks as callbacks_lib
 from ctr_tf import config as cfg_lib
+from ctr_tf import evaluation
 from ctr_tf import export as export_lib
-from ctr_tf import markers, metrics, models, runtime
+from ctr_tf import fs, markers, models, runtime
 from ctr_tf import schema as schema_lib
-from ctr_tf.callbacks import EpochCheckpoint, EpochNaNGuard, ExactEvaluation, SettleTableL2, StepScalars
 from ctr_tf.data import records
 from ctr_tf.evaluation import Scorer, probabilities
 from ctr_tf.runtime import TrainingError, is_chief, make_strategy, precision, process_state
 from ctr_tf.schedules import make_optimizer
+from ctr_tf.served_probability import ProbabilityFits
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "epoch"
-
-
-def _write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -93,14 +87,13 @@ class Run:
             self._write_placement()
         # log(r) undoes negative downsampling at rate r everywhere a probability is made
         self.scorer = Scorer(self.model, calibration_lib.downsampling_shift(self.t.negative_downsampling))
-        self.calibration = None  # fitted by prepare_calibration() for the epoch that is exported
-        self.intercept = None  # fitted by refit_intercept() for the epoch that is exported
+        self.fits = ProbabilityFits(self)  # the intercept and calibration of the epoch that is exported
         self.epoch_in_model = None
         self.timings = {}  # seconds of the stages of this run, written to timings.json
         self._first_epoch = 0  # the epoch this process's training starts at (after a resume: not 0)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,
+            self.checkpoint, fs.join(self.model_dir, CHECKPOINT_DIR), checkpoint_name=CHECKPOINT_PREFIX,
             max_to_keep=self.t.keep_checkpoints or None)
 
     def _write_placement(self):
@@ -109,25 +102,24 @@ class Run:
         where = runtime.placement(self.model, models.embedding_tables(self.model))
         print("\n".join(runtime.placement_lines(where)), flush=True)
         if self.chief and self.t.mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
-            _write_atomically(os.path.join(self.t.model_dir, "placement.json"), json.dumps(where, indent=1) + "\n")
+            fs.write_json(fs.join(self.t.model_dir, "placement.json"), where)
 
     # -- model_dir bookkeeping
     def _check_model_dir(self):
-        path = os.path.join(self.t.model_dir, "config.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                old = json.load(f)
+        path = fs.join(self.t.model_dir, "config.json")
+        if fs.exists(path):
+            old = fs.read_json(path)
             if not _same_model(old.get("model"), self.cfg.model):
                 raise TrainingError(
                     f"{self.t.model_dir} holds checkpoints of another model ({old.get('model', {}).get('name')} "
                     f"with {json.dumps(old.get('model'))}); use a fresh --model_dir or --warm_start_from")
-            if old.get("data", {}).get("data_dir") and os.path.abspath(old["data"]["data_dir"]) != os.path.abspath(self.cfg.data.data_dir):
+            if old.get("data", {}).get("data_dir") and fs.abspath(old["data"]["data_dir"]) != fs.abspath(self.cfg.data.data_dir):
                 print(f"note: {self.t.model_dir} was trained on {old['data']['data_dir']}; now reading "
                       f"{self.cfg.data.data_dir}", file=sys.stderr)
         if self.chief and self.t.mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
             # Written whole or not at all: other workers read config.json while the chief writes it.
-            _write_atomically(path, self.cfg.dumps() + "\n")
-            _write_atomically(os.path.join(self.t.model_dir, "flags.txt"), self.flags_text)
+            fs.publish_file(path, self.cfg.dumps() + "\n")
+            fs.publish_file(fs.join(self.t.model_dir, "flags.txt"), self.flags_text)
 
     def dataset(self, split: str, training: bool):
         if self.schema.split_rows(split) == 0:
@@ -159,14 +151,14 @@ class Run:
         return epoch + 1
 
     def restore_epoch(self, epoch: int):
-        path = os.path.join(self.t.model_dir, CHECKPOINT_DIR, f"{CHECKPOINT_PREFIX}-{epoch}")
+        path = fs.join(self.t.model_dir, CHECKPOINT_DIR, f"{CHECKPOINT_PREFIX}-{epoch}")
         if not tf.io.gfile.exists(path + ".index"):
             raise TrainingError(f"no checkpoint of epoch {epoch} in {self.t.model_dir}/{CHECKPOINT_DIR}")
         tf.train.Checkpoint(model=self.model).restore(path).expect_partial()
         self.epoch_in_model = epoch
 
     def warm_start(self):
-        src = tf.train.latest_checkpoint(os.path.join(self.t.warm_start_from, CHECKPOINT_DIR))
+        src = tf.train.latest_checkpoint(fs.join(self.t.warm_start_from, CHECKPOINT_DIR))
         if src is None:
             raise TrainingError(f"--warm_start_from={self.t.warm_start_from!r} holds no checkpoint")
         # A compiled model tracks its optimizer; restoring into an uncompiled twin takes weights only.
@@ -189,30 +181,12 @@ class Run:
         if initial_epoch >= self.t.epochs:
             print(f"all {self.t.epochs} epochs are done in {self.t.model_dir}; nothing to train", flush=True)
             return {"steps": 0, "examples": 0, "seconds": 0.0, "examples_per_second": float("nan")}
-        tb = os.path.join(self.model_dir, "tensorboard")
-        train_writer = tf.summary.create_file_writer(os.path.join(tb, "train"))
-        eval_writer = tf.summary.create_file_writer(os.path.join(tb, "eval"))
-        # First: the later callbacks evaluate, keep and save the tables with their L2 caught up.
-        callbacks = [SettleTableL2()] if self.cfg.sparse_table_l2 else []
-        if self.cfg.data.eval_split and self.schema.split_rows(self.cfg.data.eval_split):
-            callbacks.append(ExactEvaluation(self.scorer, self.dataset(self.cfg.data.eval_split, False), eval_writer,
-                                             self.model_dir, self.chief))
-            if self.t.lr_schedule == cfg_lib.LRSchedule.PLATEAU:
-                callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_auc", mode="max", factor=self.t.lr_plateau_factor,
-                    patience=self.t.lr_plateau_patience, min_delta=1e-5, verbose=1))
-            if self.t.early_stopping_patience:
-                callbacks.append(tf.keras.callbacks.EarlyStopping(
-                    monitor="val_auc", mode="max", patience=self.t.early_stopping_patience,
-                    restore_best_weights=True, verbose=1))
         ps = isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy)
-        callbacks.append(EpochCheckpoint(self.manager))
-        if ps:  # Keras allows no batch-level callbacks with parameter servers: log per epoch.
-            callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq="epoch", profile_batch=0), EpochNaNGuard()]
-        else:
-            callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq=self.t.log_every_n_steps, profile_batch=0),
-                          StepScalars(train_writer, self.t.log_every_n_steps, self.t.batch_size)]
-        callbacks += extra_callbacks
+        eval_split = self.cfg.data.eval_split
+        callbacks = callbacks_lib.for_training(
+            self.t, scorer=self.scorer, model_dir=self.model_dir, chief=self.chief, manager=self.manager,
+            eval_dataset=self.dataset(eval_split, False) if eval_split and self.schema.split_rows(eval_split) else None,
+            parameter_servers=ps, sparse_table_l2=bool(self.cfg.sparse_table_l2), extra=extra_callbacks)
         train_ds = self.dataset(self.cfg.data.train_split, True)
         fit_kwargs = {}
         if ps:
@@ -236,9 +210,8 @@ class Run:
                 raise
             raise TrainingError(runtime.ps_failure_message(e, self.manager.latest_checkpoint, self.t.model_dir)) from None
         # Time in fit, less the per-epoch validation, settle and checkpoint: what training itself took.
-        spent = {kind: sum(c.seconds for c in callbacks if isinstance(c, cls)) for kind, cls in
-                 (("evaluation", ExactEvaluation), ("settle", SettleTableL2), ("checkpoint", EpochCheckpoint))}
-        self.timings.update({f"{k}_seconds": v for k, v in spent.items()})
+        spent = callbacks_lib.seconds_in(callbacks)
+        self.timings.update(spent)
         seconds = time.perf_counter() - t0 - sum(spent.values())
         steps = int(tf.keras.backend.get_value(self.optimizer.iterations)) - steps_before
         if self.manager.latest_checkpoint:
@@ -261,66 +234,13 @@ class Run:
         scorer's, and the export's."""
         return self.scorer.logit_shift
 
-    def _stored(self, stored, **conditions):
-        """A fit saved in model_dir that --mode=export and predict reuse: one made for the same
-        epoch (and the given conditions); None in training modes, which fit anew."""
-        reuse = self.t.mode in (cfg_lib.Mode.EXPORT, cfg_lib.Mode.PREDICT)
-        return stored if reuse and calibration_lib.fitted_for(
-            stored, epoch=self.epoch_in_model, negative_downsampling=self.t.negative_downsampling, **conditions) else None
+    @property
+    def intercept(self):
+        return self.fits.intercept
 
-    def refit_intercept(self):
-        """With --refit_intercept: the logit offset for the weights in the model (the epoch to
-        export) that makes the mean probability on the training split (read whole, no downsampling)
-        equal its click rate; added to the logit shift everywhere a probability is made from here on
-        (the final evaluation, the calibration fit, the export, predict). Saved as intercept.json."""
-        if not self.t.refit_intercept:
-            return None
-        base = calibration_lib.downsampling_shift(self.t.negative_downsampling)
-        fitted = self._stored(calibration_lib.Intercept.load(self.t.model_dir))
-        if fitted is None:
-            t0 = time.perf_counter()
-            try:
-                fitted = calibration_lib.Intercept.fit(
-                    self.scorer.batches(self.dataset("train", False)), base,
-                    {"split": "train", "epoch": self.epoch_in_model, "negative_downsampling": self.t.negative_downsampling})
-            except ValueError as e:
-                raise TrainingError(f"--refit_intercept: the training split: {e}") from None
-            self.timings["intercept_seconds"] = time.perf_counter() - t0
-            if self.chief:
-                fitted.save(self.t.model_dir)
-        self.intercept = fitted
-        self.scorer.logit_shift = base + fitted.offset
-        print(f"intercept refit on {fitted.fitted_on['rows']:,} train rows of epoch {self.epoch_in_model}: logit "
-              f"offset {fitted.offset:+.4f} (their predicted/actual CTR was {fitted.fitted_on['ctr_ratio_before']:.4f})",
-              flush=True)
-        return fitted
-
-    def prepare_calibration(self):
-        """With --calibration: the map for the weights in the model (the epoch to export), fitted on
-        the validation split's probabilities (after the logit shift) and saved as calibration.json;
-        --mode=export and predict reuse a saved one fitted for the same epoch and shift."""
-        method = self.t.calibration
-        if method == cfg_lib.CalibrationMethod.NONE:
-            self.calibration = None
-            return None
-        split = self.cfg.data.eval_split
-        stored = self._stored(calibration_lib.Calibration.load(self.t.model_dir), logit_shift=self.logit_shift)
-        if stored is not None and stored.method == method:
-            self.calibration = stored
-        else:
-            if not split or self.schema.split_rows(split) == 0:
-                raise TrainingError(f"--calibration={method.value} is fitted on the validation split, and "
-                                    f"{self.cfg.data.data_dir} has no rows in {split!r} (--eval_split)")
-            y, z = self.scorer.labelled_logits(self.dataset(split, False))
-            self.calibration = calibration_lib.Calibration.fit(
-                method, y, z, {"split": split, "epoch": self.epoch_in_model,
-                               "negative_downsampling": self.t.negative_downsampling,
-                               "logit_shift": self.logit_shift})
-            if self.chief:
-                self.calibration.save(self.t.model_dir)
-        print(f"calibration ({self.calibration.describe()}) fitted on {self.calibration.fitted_on['rows']:,} "
-              f"{split} rows of epoch {self.epoch_in_model}", flush=True)
-        return self.calibration
+    @property
+    def calibration(self):
+        return self.fits.calibration
 
     def final_evaluation(self) -> dict | None:
         """Exact metrics of the served probabilities on the test split (and, with --calibration,
@@ -329,30 +249,12 @@ class Run:
         if not split or self.schema.split_rows(split) == 0:
             return None
         y, z = self.scorer.labelled_logits(self.dataset(split, False))
-        p = probabilities(z, self.calibration)
-        m = {**metrics.summary(y, p), "negative_downsampling": self.t.negative_downsampling,
-             "calibration": self.calibration.describe() if self.calibration else "none",
-             "reliability": metrics.reliability(y, p)}
-        if self.intercept is not None:
-            m["intercept"] = {"offset": self.intercept.offset, **self.intercept.fitted_on}
-        lines = []
-        if self.intercept is not None:
-            before = probabilities(z - self.intercept.offset)  # the logits as trained, downsampling corrected
-            m["before_intercept_refit"] = {**metrics.summary(y, before), "reliability": metrics.reliability(y, before)}
-            lines.append(_metrics_line(f"{split} before intercept refit", m["before_intercept_refit"]))
-        if self.calibration is not None:
-            q = probabilities(z)
-            m["uncalibrated"] = {**metrics.summary(y, q), "reliability": metrics.reliability(y, q)}
-            lines.append(_metrics_line(f"{split} before calibration", m["uncalibrated"]))
-        lines.append(_metrics_line(split, m))
-        bayes = self.schema.splits[split].get("bayes_optimal")
-        if bayes:
-            lines[-1] += (f"  (Bayes-optimal AUC {bayes['auc']:.5f}, logloss {bayes['logloss']:.5f}"
-                          + (f", NE {bayes['ne']:.4f}, ECE {bayes['ece']:.4f}" if "ne" in bayes else "") + ")")
+        m, lines = evaluation.report(split, y, z, self.calibration, self.intercept,
+                                     self.schema.splits[split].get("bayes_optimal"))
+        m["negative_downsampling"] = self.t.negative_downsampling
         print("\n".join(lines), flush=True)
         if self.chief:
-            with open(os.path.join(self.t.model_dir, f"metrics-{split}.json"), "w") as f:
-                json.dump(m, f, indent=2)
+            fs.write_json(fs.join(self.t.model_dir, f"metrics-{split}.json"), m, indent=2)
         return m
 
     def evaluate_epochs(self) -> list[dict]:
@@ -376,10 +278,9 @@ class Run:
         return rows
 
     def restore_for_export(self):
-        best = os.path.join(self.t.model_dir, "best_epoch.json")
-        if self.t.early_stopping_patience and os.path.exists(best):
-            with open(best) as f:
-                self.restore_epoch(json.load(f)["epoch"])
+        best = fs.join(self.t.model_dir, callbacks_lib.BEST_EPOCH_FILE)
+        if self.t.early_stopping_patience and fs.exists(best):
+            self.restore_epoch(fs.read_json(best)["epoch"])
         elif self.restore_latest() == 0:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to export")
 
@@ -409,11 +310,12 @@ class Run:
         if self.restore_latest() == 0:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to predict with")
         split = self.cfg.data.test_split
-        self.refit_intercept()
-        self.prepare_calibration()
+        self.fits.refit_intercept()
+        self.fits.calibrate()
         _, z = self.scorer.logits(self.dataset(split, False))
-        out = self.t.predict_output or os.path.join(self.t.model_dir, f"predictions-{split}.txt")
-        np.savetxt(out, probabilities(z, self.calibration), fmt="%.6f")
+        out = self.t.predict_output or fs.join(self.t.model_dir, f"predictions-{split}.txt")
+        with fs.open(out, "w") as f:
+            np.savetxt(f, probabilities(z, self.calibration), fmt="%.6f")
         print(f"wrote {len(z):,} probabilities to {out}", flush=True)
         return out
 
@@ -431,11 +333,6 @@ def _peak_rss_mb() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _metrics_line(label: str, m: dict) -> str:
-    return (f"{label}: AUC {m['auc']:.5f}  logloss {m['logloss']:.5f}  NE {m['ne']:.4f}  ECE {m['ece']:.4f}  "
-            f"CTR ratio {m['ctr_ratio']:.4f}  rows {m['rows']:,}")
 
 
 def run(cfg: cfg_lib.ExperimentConfig, flags_text: str = "") -> dict:
@@ -457,8 +354,8 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
             if cfg.train.early_stopping_patience:
                 r.restore_for_export()  # the best validation epoch, whether or not training stopped early
-            r.refit_intercept()
-            r.prepare_calibration()
+            r.fits.refit_intercept()
+            r.fits.calibrate()
             out["test"] = r.final_evaluation()
             if r.chief:
                 out["export"] = r.export()
@@ -466,15 +363,15 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         out["epochs"] = r.evaluate_epochs()
     elif mode == cfg_lib.Mode.EXPORT:
         r.restore_for_export()
-        r.refit_intercept()
-        r.prepare_calibration()
+        r.fits.refit_intercept()
+        r.fits.calibrate()
         out["export"] = r.export()
     elif mode == cfg_lib.Mode.PREDICT:
         out["predictions"] = r.predict()
     if not r.chief:
-        shutil.rmtree(r.model_dir, ignore_errors=True)
+        fs.rmtree(r.model_dir, ignore_errors=True)
     elif r.timings:
         r.timings["peak_rss_mb"] = _peak_rss_mb()
         out["timings"] = r.timings
-        _write_atomically(os.path.join(cfg.train.model_dir, "timings.json"), json.dumps(r.timings, indent=1) + "\n")
+        fs.write_json(fs.join(cfg.train.model_dir, "timings.json"), r.timings)
     return out

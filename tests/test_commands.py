@@ -77,10 +77,15 @@ def test_serving_benchmark_prints_its_table():
 
 def test_calibration_benchmark_prints_its_table(tmp_path):
     out = run("pipelines.benchmark_calibration", "--rows=6000", "--heldout_rows=1000", "--rates=1,0.5",
-              "--calibrations=platt,isotonic", "--epochs=1", "--hidden_units=16", f"--work_dir={tmp_path}")
+              "--calibrations=platt,isotonic", "--calibration_rows=300,0", "--epochs=1", "--hidden_units=16",
+              f"--work_dir={tmp_path}")
     table = out[out.index("DeepFM (deepfm.flags) exports scored on 1,000 held-out planted rows"):]
     for row in ("rate 1 ", "rate 1, platt", "rate 1, isotonic", "rate 0.5", "Bayes-optimal"):
         assert f"\n{row}" in table, table
+    assert re.search(r"\nrate 1, isotonic +refused: --calibration=isotonic needs at least 10,000", table), table
+    sizes = out[out.index("Calibration maps of the rate-1 run fitted on its first N validation rows"):]
+    for row in (r"none +0 +0\.\d+", r"platt +300 +0\.\d+", r"isotonic +300 refused: isotonic calibration needs"):
+        assert re.search("\n" + row, sizes), sizes
 
 
 def test_scale_benchmark_prints_its_table_with_peak_memory_per_stage(tmp_path):

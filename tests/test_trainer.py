@@ -327,3 +327,46 @@ def test_ps_shards_is_refused_without_parameter_servers_and_when_negative(tmp_pa
                             steps_per_epoch=5)
     assert cfg_lib.TrainConfig(model_dir=str(tmp_path), ps_shards=3, strategy=cfg_lib.Strategy.PARAMETER_SERVER,
                                steps_per_epoch=5).ps_shards == 3
+
+
+class _ScriptedScorer:
+    """Validation metrics given in advance, one dict an epoch (what ExactEvaluation reads)."""
+
+    def __init__(self, epochs):
+        self.epochs = iter(epochs)
+
+    def evaluate(self, dataset):
+        m = next(self.epochs)
+        return {"ne": m["logloss"] / 0.6, "ece": 0.01, "ctr_ratio": 1.0, "rows": 100, **m}
+
+
+@pytest.mark.parametrize("metric,best", [("auc", 1), ("logloss", 0), ("ne", 0)])
+def test_early_stopping_metric_decides_the_best_epoch_the_plateau_and_the_stop(tmp_path, metric, best):
+    """Epoch 1 has the best AUC, epoch 0 the lowest logloss (and NE): best_epoch.json, the plateau
+    schedule and early stopping follow --early_stopping_metric, and the file says which."""
+    from ctr_tf import callbacks
+    t = cfg_lib.TrainConfig(model_dir=str(tmp_path), lr_schedule=cfg_lib.LRSchedule.PLATEAU, lr_plateau_patience=0,
+                            early_stopping_patience=2, early_stopping_metric=cfg_lib.StoppingMetric(metric))
+    scorer = _ScriptedScorer([{"auc": 0.70, "logloss": 0.50}, {"auc": 0.72, "logloss": 0.60},
+                              {"auc": 0.71, "logloss": 0.55}, {"auc": 0.69, "logloss": 0.58}])
+    cbs = callbacks.for_training(t, scorer=scorer, eval_dataset=object(), model_dir=str(tmp_path), chief=True,
+                                 manager=None, parameter_servers=False, sparse_table_l2=False)[:3]
+    evaluation_cb, plateau, stopping = cbs
+    assert (plateau.monitor, stopping.monitor) == (f"val_{metric}", f"val_{metric}")
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer=tf.keras.optimizers.legacy.SGD(1.0), loss="mse")
+    for cb in cbs:
+        cb.set_model(model)
+        cb.on_train_begin()
+    lrs = []
+    for epoch in range(4):
+        logs = {}
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        lrs.append(float(model.optimizer.learning_rate))
+        if model.stop_training:
+            break
+    stored = json.load(open(tmp_path / "best_epoch.json"))
+    assert (stored["epoch"], stored["metric"]) == (best, metric)
+    assert epoch == best + 2  # two epochs without a gain, then the stop
+    assert lrs[best] == 1.0 and lrs[best + 1] < 1.0  # cut at the first epoch without a gain
