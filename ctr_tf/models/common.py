@@ -91,9 +91,10 @@ class Embeddings:
         return [order.index(f.group) for f in cats]
 
 
-def linear_term(inputs, schema, cfg, name: str = "linear") -> tf.Tensor:
-    """b + sum_c w[id_c] + u . x, [B, 1]."""
-    return layers.LinearTerm(schema.vocab_sizes, l2=cfg.embedding_l2, name=name)(inputs)
+def linear_term(inputs, schema, cfg, name: str = "linear", use_bias: bool = True) -> tf.Tensor:
+    """b + sum_c w[id_c] + u . x, [B, 1] (without b: the models whose reference has the model's one
+    bias elsewhere)."""
+    return layers.LinearTerm(schema.vocab_sizes, l2=cfg.embedding_l2, use_bias=use_bias, name=name)(inputs)
 
 
 def mlp(x, cfg, name: str = "mlp", units=None) -> tf.Tensor:

@@ -67,17 +67,18 @@ class Options:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, enum.Enum) and not isinstance(value, type(f.default)):
+                try:  # a value given as its string (dataclasses.replace, JSON): stored as the enum
+                    object.__setattr__(self, f.name, type(f.default)(value))
+                except ValueError:
+                    fail(f.name, value, f"expected one of {', '.join(e.value for e in type(f.default))}")
             self._check_field(f, getattr(self, f.name))
 
     @staticmethod
     def _check_field(f, value):
         meta = f.metadata
         default = f.default
-        if isinstance(default, enum.Enum) and not isinstance(value, type(default)):
-            try:
-                value = type(default)(value)
-            except ValueError:
-                fail(f.name, value, f"expected one of {', '.join(e.value for e in type(default))}")
         values = value if isinstance(default, tuple) else (value,)
         if isinstance(default, tuple):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
