@@ -11,8 +11,8 @@ AutoFIS trains in two stages. `--autofis_stage=search` trains a gate alpha_ij on
 with GRDA (`GRDASearchModel`: the trainer's optimizer updates every other variable, GRDA the
 gates), which drives the gates of useless pairs to exactly 0; the run's checkpoints hold them.
 `--autofis_stage=retrain --autofis_pairs_from=<the search run's model_dir>` builds the model with
-only the pairs whose gate is non-zero in that run's exported epoch (its best validation epoch, or
-its latest), their gates trained as attention units with the rest.
+only the pairs whose gate is non-zero in the epoch that run exports (its best validation epoch
+under early stopping, else its latest), their gates trained as attention units with the rest.
 """
 import dataclasses
 import enum
@@ -280,8 +280,8 @@ class AutoFISOptions(Options):
     autofis_grda_lr: float = option(1.0, "AutoFIS: GRDA's learning rate for the gates in the search stage.",
                                     minimum=0.0)
     autofis_grda_c: float = option(5e-4, "AutoFIS: GRDA's sparsity strength c in the search stage.", minimum=0.0)
-    autofis_grda_mu: float = option(0.8, "AutoFIS: GRDA's sparsity growth mu (0.5 < mu < 1) in the search "
-                                    "stage.", minimum=0.0)
+    autofis_grda_mu: float = option(0.8, "AutoFIS: GRDA's sparsity growth mu in the search stage (GRDA's theory "
+                                    "asks 0.5 <= mu < 1).", minimum=0.5, below=1.0)
 
     def check(self, shared):
         if self.autofis_stage == AutoFISStage.RETRAIN and not self.autofis_pairs_from:
@@ -334,15 +334,17 @@ class GRDASearchModel(tf.keras.Model):
 
 
 def autofis_kept_pairs(search_dir: str, num_fields: int) -> list[list[int]]:
-    """The field pairs (i, j), i < j, whose gate is non-zero in the search run in `search_dir`:
-    in its best validation epoch's checkpoint when it recorded one, else in its latest."""
+    """The field pairs (i, j), i < j, whose gate is non-zero in the epoch the search run in
+    `search_dir` exports, as the trainer picks it: its best validation epoch under early stopping,
+    else its latest."""
     from ctr_tf import config as cfg_lib
     from ctr_tf import trainer
 
     flag = "autofis_pairs_from"
     try:
         with open(os.path.join(search_dir, "config.json")) as f:
-            searched = cfg_lib.ModelConfig.from_json(json.load(f)["model"])
+            run = json.load(f)
+        searched = cfg_lib.ModelConfig.from_json(run["model"])
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"--{flag}={search_dir!r}: no readable config.json of a training run ({e})") from None
     if searched.name != "autofis" or searched.options.autofis_stage != AutoFISStage.SEARCH:
@@ -351,7 +353,7 @@ def autofis_kept_pairs(search_dir: str, num_fields: int) -> list[list[int]]:
              "not an AutoFIS search")
     ckpt_dir = os.path.join(search_dir, trainer.CHECKPOINT_DIR)
     best = os.path.join(search_dir, "best_epoch.json")
-    if os.path.exists(best):
+    if run.get("train", {}).get("early_stopping_patience") and os.path.exists(best):
         with open(best) as f:
             path = os.path.join(ckpt_dir, f"{trainer.CHECKPOINT_PREFIX}-{json.load(f)['epoch']}")
     else:
