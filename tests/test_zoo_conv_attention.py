@@ -356,14 +356,17 @@ def test_grda_update_matches_the_formula_and_zeroes_gates():
     gate(tf.zeros((1, 4)))
     alpha, acc = gate.alpha.numpy().astype(np.float64), gate.grda_accumulator.numpy().astype(np.float64)
     assert np.abs(acc).max() <= 0.1
-    lr, c, mu = 0.5, 0.3, 0.7
-    for t in range(4):
-        g = rand(4, scale=0.2)
+    lr, c, mu = 0.5, 1.0, 0.7
+    grads = np.random.default_rng(0).uniform(-0.1, 0.1, (4, 4)).astype(np.float32)
+    for t, g in enumerate(grads):
         gate.grda_update(tf.constant(g), lr, c, mu)
         acc = acc + (alpha if t == 0 else 0) - lr * g
         alpha = np.sign(acc) * np.maximum(np.abs(acc) - c * lr ** (0.5 + mu) * (t + 1) ** mu, 0)
         np.testing.assert_allclose(gate.alpha.numpy(), alpha, rtol=1e-5, atol=1e-6)
-    assert int(gate.grda_steps.numpy()) == 4 and (gate.alpha.numpy() == 0).any()
+        if t == 0:   # |a_1| >= 0.599 - 0.1 - 0.05 > the threshold 0.435: every gate is still open
+            assert (gate.alpha.numpy() > 0).all()
+    # the threshold grows as (t + 1)^mu past every |a_t| (<= 0.901): every gate is shut, exactly
+    assert int(gate.grda_steps.numpy()) == 4 and (gate.alpha.numpy() == 0).all()
 
 
 def test_search_stage_steps_gates_by_grda_and_the_rest_by_the_compiled_optimizer():
