@@ -174,7 +174,7 @@ def test_region_mixture_logit_is_the_logit_of_the_gated_mixture_and_stays_finite
 @pytest.mark.parametrize("residual", [True, False])
 def test_field_self_attention_is_multi_head_softmax_attention_over_fields_with_a_residual(residual):
     v = rand(2, 4, 3)
-    layer = fl.FieldSelfAttention(attention_dim=2, heads=3, residual=residual)
+    layer = fl.VectorWiseSelfAttention(attention_dim=2, heads=3, residual=residual)
     weights = _randomise(layer, v)
     assert [w.shape for w in weights] == [(3, 6)] * (4 if residual else 3)
     q, k, u = weights[:3]
@@ -214,7 +214,7 @@ def test_input_aware_fm_rescales_weights_and_embeddings_before_the_fm(softmax_fa
     (lambda: fl.HolographicInteraction("circular_convolution", sum_pairs=True), lambda: rand(2, 4, 3)),
     (lambda: fl.LinearVectorTerm(2), lambda: [rand(2, 4, 3), rand(2, 2, 3)]),
     (lambda: fl.RegionMixtureLogit(), lambda: [rand(2, 4, 3), rand(2, 4, 3)]),
-    (lambda: fl.FieldSelfAttention(2, 3, residual=False), lambda: rand(2, 4, 3)),
+    (lambda: fl.VectorWiseSelfAttention(2, 3, residual=False), lambda: rand(2, 4, 3)),
     (lambda: fl.InputAwareFM(False), lambda: [rand(2, 4, 3), rand(2, 4, 1), rand(2, 4)]),
 ], ids=["bi", "afm", "fwfm", "fmfm", "anova", "lorentz", "holographic", "linear_vectors", "mixture", "attention",
         "input_aware"])

@@ -325,7 +325,7 @@ class RegionMixtureLogit(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
-class FieldSelfAttention(tf.keras.layers.Layer):
+class VectorWiseSelfAttention(tf.keras.layers.Layer):
     """Multi-head self-attention over the fields with a residual projection (AutoInt's interacting
     layer; DIFM's vector-wise factor estimating network).
 

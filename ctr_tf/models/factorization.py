@@ -311,7 +311,7 @@ def difm(schema, cfg):
     opts = cfg.options
     v = common.Embeddings(inputs, schema, cfg).fields()
     w = common.Embeddings(inputs, schema, cfg, dim=1, name="linear_weights").fields()
-    att = fm_layers.FieldSelfAttention(opts.difm_attention_dim, opts.difm_attention_heads,
+    att = fm_layers.VectorWiseSelfAttention(opts.difm_attention_dim, opts.difm_attention_heads,
                                        opts.difm_attention_residual, name="vector_wise_fen")(v)
     m_vec = _factor_head(_flat(att, "vector_wise_flat"), v.shape[1], "vector_wise_factors")
     m_bit = _factor_head(common.mlp(_flat(v, "bit_wise_input"), cfg, name="bit_wise_fen"), v.shape[1],
