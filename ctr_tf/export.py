@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import tensorflow as tf
 
-from ctr_tf import preprocessing
+from ctr_tf import fs, preprocessing
 from ctr_tf import schema as schema_lib
 
 SIGNATURE = "serving_default"
@@ -105,23 +104,24 @@ def set_method_name(saved_model_dir: str, signature: str, method: str) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
 
-    path = os.path.join(saved_model_dir, "saved_model.pb")
+    path = fs.join(saved_model_dir, "saved_model.pb")
     sm = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        sm.ParseFromString(f.read())
+    sm.ParseFromString(fs.read_bytes(path))
     for meta in sm.meta_graphs:
         meta.signature_def[signature].method_name = method
-    with open(path, "wb") as f:
-        f.write(sm.SerializeToString())
-    fingerprint = os.path.join(saved_model_dir, "fingerprint.pb")
-    if os.path.exists(fingerprint):
-        with open(fingerprint, "wb") as f:
-            f.write(fingerprinting.CreateFingerprintDef(saved_model_dir))
+    fs.publish_file(path, sm.SerializeToString())
+    fingerprint = fs.join(saved_model_dir, "fingerprint.pb")
+    if fs.exists(fingerprint):
+        fs.publish_file(fingerprint, fingerprinting.CreateFingerprintDef(saved_model_dir))
+
+
+def versions(base: str) -> list[int]:
+    """The numbered versions under a model's base path, in order."""
+    return sorted(int(d) for d in fs.listdir(base) if d.isdigit()) if fs.isdir(base) else []
 
 
 def next_version(base: str) -> int:
-    versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
-    return max(versions, default=0) + 1
+    return max(versions(base), default=0) + 1
 
 
 def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, model_name: str,
@@ -133,12 +133,12 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
     and the ctr_tf.calibration map the served probability goes through (None: the sigmoid); both
     are recorded in assets.extra/calibration.json.
     """
-    base = os.path.join(export_dir, model_name)
-    os.makedirs(base, exist_ok=True)
+    base = fs.join(export_dir, model_name)
+    fs.makedirs(base)
     version = next_version(base)
-    final = os.path.join(base, str(version))
-    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    final = fs.join(base, str(version))
+    tmp = fs.join(base, f".tmp-{version}-{os.getpid()}")
+    fs.rmtree(tmp, ignore_errors=True)
     module = ServingModule(model, schema, logit_shift, calibration)
     served = {"logit_shift": logit_shift,
               "calibration": calibration.to_json() if calibration is not None else {"method": "none"}}
@@ -150,27 +150,28 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
             "predict_logits": module.logits.get_concrete_function(),
             CLASSIFY: module.classify.get_concrete_function()})
         set_method_name(tmp, CLASSIFY, CLASSIFY_METHOD)
-        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp, "assets.extra", "schema.json"), "w") as f:
-            json.dump(schema.to_json(), f, indent=2, default=schema_lib._json_default)
+        extra_assets["assets.extra/schema.json"] = json.dumps(
+            schema.to_json(), indent=2, default=schema_lib._json_default).encode()
         for rel, data in extra_assets.items():
-            path = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
+            path = fs.join(tmp, rel)
+            fs.makedirs(fs.dirname(path))
+            with fs.open(path, "wb") as f:
                 f.write(data)
-        os.rename(tmp, final)
+        # Renamed into place: atomic on a local disk or HDFS; on an object store every file is
+        # copied with saved_model.pb last, the file servers poll for (ctr_tf.fs).
+        fs.rename(tmp, final, overwrite=False)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fs.rmtree(tmp, ignore_errors=True)
     write_serving_configs(export_dir)
     return final
 
 
 def latest_version_dir(export_dir: str, model_name: str) -> str:
-    base = os.path.join(export_dir, model_name)
-    versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
-    if not versions:
+    base = fs.join(export_dir, model_name)
+    found = versions(base)
+    if not found:
         raise FileNotFoundError(f"no exported version of {model_name!r} under {export_dir}")
-    return os.path.join(base, str(max(versions)))
+    return fs.join(base, str(found[-1]))
 
 
 # ----------------------------------------------------------------------------- TF Serving files
@@ -194,7 +195,7 @@ def representative_rows(schema: schema_lib.Schema, n: int) -> dict:
             values = [b""]
             feat = next((f for f in schema.categorical_features if f.source == r.name), None)
             if feat is not None and feat.transform == "vocab" and feat.vocab_size > 2:
-                with open(schema.path(feat.params["vocab_file"]), "rb") as f:
+                with fs.open(schema.path(feat.params["vocab_file"]), "rb") as f:
                     values += [f.readline().rstrip(b"\n") for _ in range(3)]
             values.append(b"68fd1e64")
             rows[r.name] = np.array([values[(i + j) % len(values)] for i in range(n)], dtype=object)
@@ -229,16 +230,11 @@ def warmup_records(schema: schema_lib.Schema, model_name: str) -> bytes:
 def write_serving_configs(export_dir: str) -> None:
     """batching_parameters.pbtxt and models.config (every model under export_dir) for TF Serving,
     with base paths as the official Docker image mounts them (/models/<name>)."""
-    with open(os.path.join(export_dir, BATCHING_FILE), "w") as f:
-        for key, value in BATCHING_PARAMETERS.items():
-            f.write(f"{key} {{ value: {value} }}\n")
-        f.write("pad_variable_length_inputs: false\n")
-    names = sorted(d for d in os.listdir(export_dir)
-                   if os.path.isdir(os.path.join(export_dir, d)) and not d.startswith("."))
-    with open(os.path.join(export_dir, MODELS_CONFIG_FILE), "w") as f:
-        f.write("model_config_list {\n")
-        for name in names:
-            f.write(f'  config {{\n    name: "{name}"\n    base_path: "/models/{name}"\n'
-                    f'    model_platform: "tensorflow"\n'
-                    f"    model_version_policy {{ latest {{ num_versions: 1 }} }}\n  }}\n")
-        f.write("}\n")
+    batching = "".join(f"{key} {{ value: {value} }}\n" for key, value in BATCHING_PARAMETERS.items())
+    fs.publish_file(fs.join(export_dir, BATCHING_FILE), batching + "pad_variable_length_inputs: false\n")
+    names = sorted(d for d in fs.listdir(export_dir)
+                   if fs.isdir(fs.join(export_dir, d)) and not d.startswith("."))
+    config = "".join(f'  config {{\n    name: "{name}"\n    base_path: "/models/{name}"\n'
+                     f'    model_platform: "tensorflow"\n'
+                     f"    model_version_policy {{ latest {{ num_versions: 1 }} }}\n  }}\n" for name in names)
+    fs.publish_file(fs.join(export_dir, MODELS_CONFIG_FILE), "model_config_list {\n" + config + "}\n")

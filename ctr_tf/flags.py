@@ -18,6 +18,7 @@ import sys
 from absl import app, flags
 
 from ctr_tf import config as cfg_lib
+from ctr_tf import fs
 from ctr_tf.models import options as options_lib
 from ctr_tf.models import registry
 
@@ -43,10 +44,10 @@ def resolve_flagfile(name: str, including_file: str | None = None) -> str:
     command line, or to `including_file`'s directory inside a flagfile; failing that, a bare name
     is the shipped flagfile of that name. Raises ConfigError naming the shipped ones."""
     name = os.path.expanduser(name.strip())
-    base = os.path.dirname(including_file) if including_file else os.getcwd()
-    candidate = os.path.join(base, name)
-    if os.path.isfile(candidate):
-        return os.path.abspath(candidate)
+    base = fs.dirname(including_file) if including_file else os.getcwd()
+    candidate = name if not fs.is_local(name) else fs.join(base, name)
+    if fs.isfile(candidate):
+        return fs.abspath(candidate)
     if os.sep not in name and (os.altsep is None or os.altsep not in name):
         shipped = os.path.join(SHIPPED_FLAGFILES, name if name.endswith(_SUFFIX) else name + _SUFFIX)
         if os.path.isfile(shipped):
@@ -63,7 +64,7 @@ def _flagfile_lines(path: str, stack: list[str], read: list[str]) -> list[str]:
     stack.append(path)
     read.append(path)
     out = []
-    with open(path) as f:
+    with fs.open(path) as f:
         for raw in f:
             line = raw.strip()
             if not line or line.startswith("#") or line.startswith("//"):

@@ -2,11 +2,10 @@
 local or on an object store TensorFlow reads (gs://, s3:// and hdfs:// with their plug-ins, and
 its in-memory ram:// file system, which the tests use).
 
-Publishing is atomic on local disks and HDFS, where a rename is; an object store has no rename
-(TensorFlow copies each object, then deletes it), so `publish_file` writes the object in one
-upload instead (an object is seen whole or not at all) and callers that publish a directory write
-its marker file last (schema.json for converted data, saved_model.pb for an export): readers key on
-that file.
+Publishing is atomic on local disks and HDFS, where a rename is; an object store has no directory
+rename (TensorFlow copies each object, then deletes it), so a directory is published with its
+marker file last (schema.json for converted data, saved_model.pb for an export), the file readers
+key on, and a single file by a copy of a whole object, which readers see whole or not at all.
 """
 from __future__ import annotations
 
@@ -89,11 +88,33 @@ def remove(path: str) -> None:
 
 
 def rmtree(path: str, ignore_errors: bool = False) -> None:
+    if not gfile.exists(str(path)):
+        if ignore_errors:
+            return
+        raise tf.errors.NotFoundError(None, None, f"{path} does not exist")
     try:
         gfile.rmtree(str(path))
-    except tf.errors.NotFoundError:
-        if not ignore_errors:
-            raise
+        return
+    except tf.errors.OpError:
+        pass
+    # ram:// lists "a.b/x" under "a" as ".b/x", and its recursive delete stops at that entry:
+    # the files that are there go first, then the tree.
+    try:
+        dirs = []
+        for root, subdirs, names in gfile.walk(str(path)):
+            dirs += [join(root, d) for d in subdirs]
+            for n in names:
+                p = join(root, n)
+                if gfile.exists(p) and not gfile.isdir(p):
+                    gfile.remove(p)
+        for d in sorted(set(dirs), key=lambda d: (d.count("/"), d), reverse=True):  # deepest, "a.b" before "a"
+            if gfile.exists(d):
+                try:
+                    gfile.rmtree(d)
+                except tf.errors.NotFoundError:
+                    pass
+        if gfile.exists(str(path)):
+            gfile.rmtree(str(path))
     except tf.errors.OpError:
         if not ignore_errors:
             raise
@@ -118,14 +139,17 @@ def _rename_tree(src: str, dst: str) -> None:
     files = []
     for root, _, names in gfile.walk(src):
         for n in names:
-            files.append(join(root, n))
-    files.sort(key=lambda p: (basename(p) == "saved_model.pb" and dirname(p).rstrip("/") == src.rstrip("/"), p))
+            path = join(root, n)
+            if gfile.exists(path):  # ram:// lists "assets.extra/x" under "assets" too, as ".extra/x"
+                files.append(path)
+    root_pb = join(src, "saved_model.pb")
+    files = sorted(set(files), key=lambda p: (p == root_pb, p))
     for path in files:
         rel = path[len(src.rstrip("/")) + 1:]
         target = join(dst, rel)
         gfile.makedirs(dirname(target))
         gfile.copy(path, target, overwrite=True)
-    gfile.rmtree(src)
+    rmtree(src)
 
 
 def read_bytes(path: str) -> bytes:
@@ -144,12 +168,10 @@ def read_json(path: str):
 
 def publish_file(path: str, data: bytes | str) -> str:
     """Writes a whole file so that a reader sees the old one or the new one, never half: a
-    temporary file renamed into place where a rename is atomic, one upload on an object store."""
+    temporary file beside it, renamed into place (atomic on a local disk and HDFS; on an object
+    store the rename is one copy of a whole object, which readers also see whole). Overwriting in
+    place is not safe everywhere: ram:// appends to a file opened for writing."""
     mode = "wb" if isinstance(data, bytes) else "w"
-    if not is_local(path) and not str(path).startswith("hdfs://"):
-        with open(path, mode) as f:
-            f.write(data)
-        return path
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, mode) as f:
         f.write(data)

@@ -11,6 +11,7 @@ Run again, it skips finished models and resumes an interrupted one from its chec
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import statistics
@@ -22,7 +23,7 @@ from absl import flags
 from ctr_tf import config as cfg_lib
 from ctr_tf import console
 from ctr_tf import flags as ctr_flags
-from ctr_tf import markers, models
+from ctr_tf import fs, markers, models
 from ctr_tf import schema as schema_lib
 from pipelines import experiment
 
@@ -71,11 +72,12 @@ def _cell(row, key, fmt):
 
 
 def write_tables(rows: list[dict], skipped: dict, out_dir: str, data_dir: str):
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS + tuple(c + "_std" for c in COLUMNS[2:-1]))
-        for r in rows:
-            w.writerow([r.get(c, "") for c in COLUMNS] + [r.get(c + "_std", "") for c in COLUMNS[2:-1]])
+    csv_text = io.StringIO()
+    w = csv.writer(csv_text)
+    w.writerow(COLUMNS + tuple(c + "_std" for c in COLUMNS[2:-1]))
+    for r in rows:
+        w.writerow([r.get(c, "") for c in COLUMNS] + [r.get(c + "_std", "") for c in COLUMNS[2:-1]])
+    fs.publish_file(fs.join(out_dir, "results.csv"), csv_text.getvalue())
     lines = [f"# Model comparison on {data_dir}", "",
              "| model | parameters | best epoch | valid AUC | test AUC | test logloss | test NE | test ECE | "
              "pred/actual CTR | Bayes AUC | gap | train examples/s | wall s |",
@@ -98,8 +100,7 @@ def write_tables(rows: list[dict], skipped: dict, out_dir: str, data_dir: str):
                      "over 20 equal-mass bins.")
     for model, why in skipped.items():
         lines.append(f"\nskipped {model}: {why}")
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    fs.publish_file(fs.join(out_dir, "results.md"), "\n".join(lines) + "\n")
     return "\n".join(lines)
 
 

@@ -2,7 +2,6 @@
 overrides, in its own model_dir; finished trials are not run again, interrupted ones resume."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -13,7 +12,7 @@ from absl import flags
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import flags as ctr_flags
-from ctr_tf import markers, models, trainer
+from ctr_tf import fs, markers, models, trainer
 from ctr_tf import schema as schema_lib
 
 RESULT_FILE = "trial.json"
@@ -37,12 +36,12 @@ def flagfile_of(model: str, flagfile_dir: str = "") -> str:
 def trial_config(flagfile: str, data_dir: str, model_dir: str, overrides=()) -> tuple[cfg_lib.ExperimentConfig, str]:
     """The flagfile, then the overrides, parsed as the trainer parses its command line; returns
     the config and the text of the trial's flags.txt."""
-    if not os.path.exists(flagfile):
+    if not fs.exists(flagfile):
         raise cfg_lib.ConfigError(f"no flagfile {flagfile}")
     fv = flags.FlagValues()
     ctr_flags.define_flags(fv)
     argv, read = ctr_flags.expand_flagfiles(
-        ["trial", f"--flagfile={os.path.abspath(flagfile)}", *overrides, f"--data_dir={data_dir}",
+        ["trial", f"--flagfile={fs.abspath(flagfile)}", *overrides, f"--data_dir={data_dir}",
          f"--model_dir={model_dir}", "--mode=train_and_evaluate"])
     try:
         fv(argv)
@@ -64,9 +63,8 @@ def schema_fit(schema, model_cfg) -> str | None:
 
 def finished(model_dir: str) -> dict | None:
     path = os.path.join(model_dir, RESULT_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
+    if fs.exists(path):
+        return fs.read_json(path)
     return None
 
 
@@ -82,8 +80,7 @@ def run_trial(cfg: cfg_lib.ExperimentConfig, extra: dict | None = None, flags_te
     try:
         out = trainer.run(cfg, flags_text)
         schema = schema_lib.load(cfg.data.data_dir)
-        with open(os.path.join(model_dir, "best_epoch.json")) as f:
-            best = json.load(f)
+        best = fs.read_json(fs.join(model_dir, "best_epoch.json"))
         test = out.get("test") or {}
         split = schema.splits.get(cfg.data.test_split, {})
         bayes_all = split.get("bayes_optimal") or {}
@@ -99,14 +96,12 @@ def run_trial(cfg: cfg_lib.ExperimentConfig, extra: dict | None = None, flags_te
             "examples_per_second": out["train"]["examples_per_second"],
             "wall_seconds": time.perf_counter() - t0, "model_dir": model_dir, **(extra or {})}
     except Exception as e:  # noqa: BLE001  (one trial's failure is reported, the others still run)
-        with open(os.path.join(model_dir, "error.txt"), "w") as f:
-            f.write(traceback.format_exc())
+        fs.publish_file(fs.join(model_dir, "error.txt"), traceback.format_exc())
         return {"status": "failed", "model": cfg.model.name, "seed": cfg.train.seed,
                 "error": f"{type(e).__name__}: {e}", "model_dir": model_dir, **(extra or {})}
     finally:
         tf.keras.backend.clear_session()
-    with open(os.path.join(model_dir, RESULT_FILE), "w") as f:
-        json.dump(result, f, indent=2)
+    fs.write_json(fs.join(model_dir, RESULT_FILE), result, indent=2)
     return result
 
 

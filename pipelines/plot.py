@@ -17,14 +17,13 @@ one line per run, the legend beside the axes:
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import sys
 
 import ctr_tf  # noqa: F401
 from absl import app, flags
 
-from ctr_tf import console
+from ctr_tf import console, fs
 
 # (file, event subdirectory, per-step tag or None, per-epoch tag, axis label)
 FIGURES = (("train_loss.png", "train", "batch_loss", "epoch_loss", "training loss"),
@@ -35,10 +34,11 @@ FIGURES = (("train_loss.png", "train", "batch_loss", "epoch_loss", "training los
 def find_runs(logdir: str, pattern: str = "*") -> dict[str, str]:
     """{run name (path relative to logdir): model_dir} for every model_dir with TensorBoard events."""
     runs = {}
-    for root, dirs, _ in os.walk(logdir):
-        if os.path.isdir(os.path.join(root, "tensorboard", "train")):
-            name = os.path.relpath(root, logdir)
-            name = os.path.basename(os.path.abspath(logdir)) if name == "." else name
+    top = logdir.rstrip("/")
+    for root, dirs, _ in fs.gfile.walk(top):
+        root = root.rstrip("/")
+        if fs.isdir(fs.join(root, "tensorboard", "train")):
+            name = root[len(top) + 1:] if root != top else fs.basename(fs.abspath(top))
             if fnmatch.fnmatch(name, pattern):
                 runs[name] = root
             dirs[:] = []
@@ -49,7 +49,7 @@ def read_scalars(event_dir: str, tag: str) -> list[tuple[int, float]]:
     """(step, value) of one scalar tag, from tf.summary (tensor) or legacy scalar events."""
     from tensorboard.backend.event_processing import event_accumulator
     import tensorflow as tf
-    if not os.path.isdir(event_dir):
+    if not fs.isdir(event_dir):
         return []
     acc = event_accumulator.EventAccumulator(event_dir, size_guidance={event_accumulator.TENSORS: 0,
                                                                        event_accumulator.SCALARS: 0})
@@ -76,8 +76,9 @@ def pyplot():
 def save(fig, output_dir: str, filename: str) -> str:
     """Writes a figure as PNG, closes it, returns its path."""
     fig.tight_layout()
-    path = os.path.join(output_dir, filename)
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # a legend beside the axes is kept whole
+    path = fs.join(output_dir, filename)
+    with fs.open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")  # a legend beside the axes is kept whole
     pyplot().close(fig)
     return path
 
@@ -112,7 +113,7 @@ def plot_runs(logdir: str, output_dir: str, pattern: str = "*") -> list[str]:
     if not runs:
         raise FileNotFoundError(f"no run with TensorBoard events (tensorboard/train) under {logdir}"
                                 + ("" if pattern == "*" else f" matching {pattern!r}"))
-    os.makedirs(output_dir, exist_ok=True)
+    fs.makedirs(output_dir)
     paths = []
     for filename, sub, step_tag, epoch_tag, label in FIGURES:
         drawn = {name: series(model_dir, sub, step_tag, epoch_tag) for name, model_dir in runs.items()}
@@ -147,11 +148,10 @@ def plot_runs(logdir: str, output_dir: str, pattern: str = "*") -> list[str]:
 def reliability_curves(model_dir: str, split: str = "test") -> list[tuple[str, dict]]:
     """[(suffix, bins)] of a run's final evaluation: the served probabilities, and before
     calibration when it was calibrated; [] without metrics-<split>.json or bins in it."""
-    path = os.path.join(model_dir, f"metrics-{split}.json")
-    if not os.path.exists(path):
+    path = fs.join(model_dir, f"metrics-{split}.json")
+    if not fs.exists(path):
         return []
-    with open(path) as f:
-        m = json.load(f)
+    m = fs.read_json(path)
     out = []
     if (m.get("uncalibrated") or {}).get("reliability"):
         out.append((" (before calibration)", m["uncalibrated"]["reliability"]))

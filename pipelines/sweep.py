@@ -14,6 +14,7 @@ the training curves.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import os
@@ -28,7 +29,7 @@ from absl import flags
 from ctr_tf import config as cfg_lib
 from ctr_tf import console
 from ctr_tf import flags as ctr_flags
-from ctr_tf import markers
+from ctr_tf import fs, markers
 from ctr_tf import schema as schema_lib
 from pipelines import experiment
 
@@ -124,14 +125,15 @@ def write_hparams(runs_dir: str, grid: dict, results: list[dict]):
 def write_tables(results: list[dict], grid: dict, out_dir: str) -> str:
     ordered = sorted(results, key=lambda r: -r["valid_auc"] if r["status"] == "ok" else math.inf)
     keys = list(grid)
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(keys + ["status", "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece", "ctr_ratio",
-                           "best_epoch", "examples_per_second", "model_dir"])
-        for r in ordered:
-            w.writerow([r["point"][k] for k in keys] + [r["status"]] + [r.get(c, "") for c in (
-                "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece", "ctr_ratio", "best_epoch",
-                "examples_per_second", "model_dir")])
+    csv_text = io.StringIO()
+    w = csv.writer(csv_text)
+    w.writerow(keys + ["status", "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece", "ctr_ratio",
+                       "best_epoch", "examples_per_second", "model_dir"])
+    for r in ordered:
+        w.writerow([r["point"][k] for k in keys] + [r["status"]] + [r.get(c, "") for c in (
+            "valid_auc", "test_auc", "test_logloss", "test_ne", "test_ece", "ctr_ratio", "best_epoch",
+            "examples_per_second", "model_dir")])
+    fs.publish_file(fs.join(out_dir, "results.csv"), csv_text.getvalue())
     lines = ["| " + " | ".join(keys) + " | valid AUC | test AUC | test logloss | test NE | test ECE | "
              "pred/actual CTR | best epoch | examples/s |",
              "|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -145,8 +147,8 @@ def write_tables(results: list[dict], grid: dict, out_dir: str) -> str:
             cells += ["failed: " + r.get("error", ""), "", "", "", "", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(f"# Sweep of {results[0]['model'] if results else ''}, sorted by validation AUC\n\n{text}\n")
+    fs.publish_file(fs.join(out_dir, "results.md"),
+                    f"# Sweep of {results[0]['model'] if results else ''}, sorted by validation AUC\n\n{text}\n")
     return text
 
 

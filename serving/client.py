@@ -26,7 +26,7 @@ from absl import app, flags
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from ctr_tf import metrics
+from ctr_tf import fs, metrics
 from ctr_tf.data import formats, parsers, reader
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
@@ -189,10 +189,11 @@ def main(argv):
         seconds = time.perf_counter() - start
     except (ServingClientError, reader.InputError, formats.FormatError) as e:
         sys.exit(f"client: error: {e}")
-    out = open(FLAGS.output, "w") if FLAGS.output else sys.stdout
-    np.savetxt(out, probs, fmt="%.6f")
-    if FLAGS.output:
-        out.close()
+    if FLAGS.output:  # through TensorFlow's file systems: a local path, gs://, s3://, ...
+        with fs.open(FLAGS.output, "w") as out:
+            np.savetxt(out, probs, fmt="%.6f")
+    else:
+        np.savetxt(sys.stdout, probs, fmt="%.6f")
     msg = f"scored {len(probs):,} rows in {seconds:.2f}s ({len(probs) / max(seconds, 1e-9):,.0f} rows/s)"
     if rejects:
         msg += f"; {len(rejects):,} lines could not be parsed (first: line {rejects[0][0]}: {rejects[0][1]})"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import threading
 import time
 
 import tensorflow as tf
 from absl import logging
 
+from ctr_tf import fs
 from serving import errors, merge
 from serving.batching import Batcher
 
@@ -37,14 +37,14 @@ class _Failure:
 def _dir_signature(path: str) -> tuple:
     """(relative path, size, mtime) of every file under a version directory: changes while copying."""
     out = []
-    for root, _, names in os.walk(path):
+    for root, _, names in fs.gfile.walk(path):
         for n in names:
-            p = os.path.join(root, n)
+            p = fs.join(root, n)
             try:
-                st = os.stat(p)
-            except OSError:
+                st = fs.gfile.stat(p)
+            except tf.errors.OpError:
                 continue
-            out.append((os.path.relpath(p, path), st.st_size, st.st_mtime_ns))
+            out.append((p[len(path.rstrip("/")) + 1:], st.length, st.mtime_nsec))
     return tuple(sorted(out))
 
 
@@ -198,8 +198,8 @@ class LoadedVersion:
 
     def warm_up(self) -> int:
         """Replays assets.extra/tf_serving_warmup_requests; returns how many ran."""
-        path = os.path.join(self.path, "assets.extra", "tf_serving_warmup_requests")
-        if not os.path.exists(path):
+        path = fs.join(self.path, "assets.extra", "tf_serving_warmup_requests")
+        if not fs.exists(path):
             return 0
         from tensorflow_serving.apis import prediction_log_pb2
         n = 0
@@ -215,8 +215,7 @@ class LoadedVersion:
 def _read_signature_defs(path: str) -> dict:
     from tensorflow.core.protobuf import saved_model_pb2
     sm = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        sm.ParseFromString(f.read())
+    sm.ParseFromString(fs.read_bytes(fs.join(path, "saved_model.pb")))
     meta = next((m for m in sm.meta_graphs if "serve" in m.meta_info_def.tags), sm.meta_graphs[0])
     return {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
 
@@ -236,10 +235,10 @@ class ModelManager:
         self._thread = None
 
     def on_disk(self) -> list[int]:
-        if not os.path.isdir(self.base_path):
+        if not fs.isdir(self.base_path):
             return []
-        return sorted(int(d) for d in os.listdir(self.base_path)
-                      if d.isdigit() and os.path.exists(os.path.join(self.base_path, d, "saved_model.pb")))
+        return sorted(int(d) for d in fs.listdir(self.base_path)
+                      if d.isdigit() and fs.exists(fs.join(self.base_path, d, "saved_model.pb")))
 
     def poll(self):
         on_disk = self.on_disk()
@@ -256,7 +255,7 @@ class ModelManager:
             del self._failures[v]  # removed from disk: nothing left to retry
 
     def _try_load(self, v: int):
-        path = os.path.join(self.base_path, str(v))
+        path = fs.join(self.base_path, str(v))
         files = _dir_signature(path)
         failure = self._failures.get(v)
         if failure is not None and failure.files == files and time.monotonic() < failure.retry_at:

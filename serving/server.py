@@ -26,7 +26,7 @@ import threading
 import grpc
 from absl import app, flags
 
-from ctr_tf import console
+from ctr_tf import console, fs
 from serving import grpc_services, rest
 from serving.handlers import Registry
 from serving.models import AVAILABLE, ModelManager, VersionPolicy
@@ -125,15 +125,14 @@ def managers_from_config(path: str, poll_seconds: float, batching: dict | None) 
     from tensorflow_serving.config import model_server_config_pb2
     config = model_server_config_pb2.ModelServerConfig()
     try:
-        with open(path) as f:
-            text_format.Parse(f.read(), config)
-    except (OSError, text_format.ParseError) as e:
+        text_format.Parse(fs.read_text(path), config)
+    except (OSError, fs.tf.errors.OpError, text_format.ParseError) as e:
         raise ValueError(f"cannot read --model_config_file={path}: {e}") from None
     managers = {}
     for mc in config.model_config_list.config:
         base = mc.base_path
-        beside = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(base.rstrip("/")))
-        if not os.path.isdir(base) and os.path.isdir(beside):
+        beside = fs.join(fs.dirname(fs.abspath(path)), fs.basename(base.rstrip("/")))
+        if not fs.isdir(base) and fs.isdir(beside):
             base = beside
         policy = mc.model_version_policy
         if policy.HasField("specific"):
@@ -153,7 +152,7 @@ def parse_batching_parameters(path: str | None) -> dict:
     (num_batch_threads is read but not used: batches run one at a time on the event loop)."""
     params = {"max_batch_size": 1024, "batch_timeout_micros": 2000, "num_batch_threads": 4, "max_enqueued_batches": 100}
     if path:
-        text = open(path).read()
+        text = fs.read_text(path)
         for key in params:
             m = re.search(rf"{key}\s*\{{\s*value:\s*(\d+)\s*\}}", text)
             if m:

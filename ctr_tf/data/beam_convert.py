@@ -24,6 +24,12 @@ Bayes-optimal figures of synthetic data (read from the generator's .proba file b
 are left to the local runner; the schema says so. Everything is written under
 `<output_dir>/.incomplete-<pid>` and published only when the run succeeds, as locally; the
 output directory must be a file system every worker can reach.
+
+Files: the inputs are listed, sized and read through Beam's FileSystems (on the driver and in the
+workers: gs:// with apache-beam[gcp], s3:// with apache-beam[aws], hdfs://, local paths), the
+shards and rejects are written by Beam's sinks, and the driver's own small files (schema.json,
+vocab/, publishing) go through TensorFlow's file systems (ctr_tf.fs), which read gs://, s3:// and
+hdfs:// as well.
 """
 from __future__ import annotations
 
@@ -34,19 +40,21 @@ import math
 import os
 import re
 import shlex
-import shutil
 import time
 
 import numpy as np
 
 try:
     import apache_beam as beam
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
     from apache_beam.metrics import Metrics
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 except ImportError as e:  # the optional extra
     raise ImportError("the Beam runner needs Apache Beam: pip install 'ctr_tf[beam]'") from e
 
+from ctr_tf import fs
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import reader, records, shards, synthetic
 from ctr_tf.data.convert import Converter
@@ -110,6 +118,28 @@ def _worker_error(error: Exception) -> str:
     return ": ".join(found[-1]) if found else f"{type(error).__name__}: {error}"
 
 
+class BeamInputFiles(reader.InputFiles):
+    """The inputs through Beam's FileSystems: what its workers on a cluster can reach."""
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(m.path for result in FileSystems.match([pattern]) for m in result.metadata_list)
+
+    def isfile(self, path: str) -> bool:
+        if not FileSystems.exists(path):
+            return False
+        found = FileSystems.match([path])[0].metadata_list
+        return len(found) == 1 and found[0].path.rstrip("/") == path.rstrip("/") and not path.endswith("/")
+
+    def size(self, path: str) -> int:
+        return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+    def open(self, path: str):
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+BEAM_FILES = BeamInputFiles()
+
+
 class _RangeWork(beam.DoFn):
     """Reads, parses and transforms one byte range of one input file.
 
@@ -162,7 +192,7 @@ class _RangeWork(beam.DoFn):
         path, layout, split, parser, vocab_src = self.parsers[index]
         chunk_parser = self.chunk_parsers[index]
         pending = {s: [] for s in SPLITS}
-        for offsets, lines in reader.iter_range_chunks(path, start, end, self.cfg.chunk_bytes):
+        for offsets, lines in reader.iter_range_chunks(path, start, end, self.cfg.chunk_bytes, files=BEAM_FILES):
             if layout.has_header and offsets[0] == 0:
                 offsets, lines = offsets[1:], lines[1:]
             if not lines:
@@ -240,6 +270,7 @@ class _WriteVocabulary(beam.DoFn):
 
 class BeamConverter(Converter):
     RUNNER = "beam"
+    FILES = BEAM_FILES
 
     def __init__(self, cfg: ConvertConfig, beam_options: str = "", range_bytes: int = RANGE_BYTES):
         super().__init__(cfg)
@@ -248,7 +279,8 @@ class BeamConverter(Converter):
         self.range_bytes = range_bytes
 
     def _work(self) -> list[tuple[int, int, int | None]]:
-        return [(s.index, start, end) for s in self.sources for start, end in reader.byte_ranges(s.path, self.range_bytes)]
+        return [(s.index, start, end) for s in self.sources
+                for start, end in reader.byte_ranges(s.path, self.range_bytes, self.FILES)]
 
     def _source_specs(self) -> list[tuple]:
         return [(s.index, s.path, s.layout, s.split) for s in self.sources]
@@ -278,7 +310,7 @@ class BeamConverter(Converter):
     def _count_vocabularies(self, tmp, draft) -> dict[str, int]:
         vocab_cols = [f for f in draft.categorical_features if f.transform == "vocab"]
         names = [f.source for f in vocab_cols]
-        os.makedirs(os.path.join(tmp, "vocab"), exist_ok=True)
+        fs.makedirs(fs.join(tmp, "vocab"))
         min_count = self.cfg.min_count
 
         def build(p):
@@ -292,21 +324,20 @@ class BeamConverter(Converter):
         self._check_counts(self._run(build), count_pass=True)
         sizes = {}
         for name in names:  # a field whose every value fell under min_count gets an empty file
-            path = os.path.join(tmp, "vocab", f"{name}.txt")
-            if not os.path.exists(path):
-                open(path, "wb").close()
-            with open(path, "rb") as f:
-                sizes[name] = sum(1 for _ in f)
+            path = fs.join(tmp, "vocab", f"{name}.txt")
+            if not fs.exists(path):
+                fs.publish_file(path, b"")
+            sizes[name] = fs.read_bytes(path).count(b"\n")
         return sizes
 
     def _shard_counts(self) -> dict[str, int]:
         """Shards per split, from the bytes each split is estimated to get and the mean line length."""
-        head = [len(ln) + 1 for s in self.sources for ln in reader.head_lines(s.path, 1000)]
+        head = [len(ln) + 1 for s in self.sources for ln in reader.head_lines(s.path, 1000, self.FILES)]
         line_bytes = max(float(np.mean(head)), 1.0)
         ratios = np.asarray(self.cfg.split, np.float64) / sum(self.cfg.split)
         est = {s: 0.0 for s in SPLITS}
         for src in self.sources:
-            size = os.path.getsize(src.path) * (4.0 if reader.is_compressed(src.path) else 1.0)
+            size = self.FILES.size(src.path) * (4.0 if reader.is_compressed(src.path, self.FILES) else 1.0)
             for s_i, s in enumerate(SPLITS):
                 share = float(src.split == s) if src.split is not None else ratios[s_i]
                 est[s] += size * share / line_bytes
@@ -324,10 +355,10 @@ class BeamConverter(Converter):
                    .with_outputs("rejects", *SPLITS))
             for s in SPLITS:
                 (out[s] | f"write {s}" >> beam.io.WriteToTFRecord(
-                    os.path.join(tmp, s), file_name_suffix=suffix, num_shards=n_shards[s],
+                    fs.join(tmp, s), file_name_suffix=suffix, num_shards=n_shards[s],
                     shard_name_template="-SSSSS-of-NNNNN", compression_type=compression))
             (out["rejects"] | "write rejects" >> beam.io.WriteToText(
-                os.path.join(tmp, shards.REJECTS_FILE), num_shards=1, shard_name_template="",
+                fs.join(tmp, shards.REJECTS_FILE), num_shards=1, shard_name_template="",
                 header=REJECTS_HEADER))
         return self._run(build)
 
@@ -352,19 +383,18 @@ class BeamConverter(Converter):
             draft = self._draft_schema(tmp, build_features(self.format, self.cfg, sizes))
         counters = self._write(tmp, draft)
         self._check_counts(counters)
-        for name in os.listdir(tmp):  # what a sink may leave behind
+        for name in fs.listdir(tmp):  # what a sink may leave behind
             if name.startswith("beam-temp-"):
-                shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
-        if not os.path.exists(os.path.join(tmp, shards.REJECTS_FILE)):
-            with open(os.path.join(tmp, shards.REJECTS_FILE), "w") as f:
-                f.write(REJECTS_HEADER + "\n")
+                fs.rmtree(fs.join(tmp, name), ignore_errors=True)
+        if not fs.exists(fs.join(tmp, shards.REJECTS_FILE)):
+            fs.publish_file(fs.join(tmp, shards.REJECTS_FILE), REJECTS_HEADER + "\n")
         splits = {}
         for s in SPLITS:
-            files = sorted(n for n in os.listdir(tmp) if shards.SHARD_NAME.fullmatch(n) and n.startswith(s + "-"))
+            files = sorted(n for n in fs.listdir(tmp) if shards.SHARD_NAME.fullmatch(n) and n.startswith(s + "-"))
             rows = counters.get(f"rows_written/{s}", 0)
             if rows == 0:  # the sink writes empty shards for an empty split; the local runner writes none
                 for n in files:
-                    os.remove(os.path.join(tmp, n))
+                    fs.remove(fs.join(tmp, n))
                 files = []
             labeled = counters.get(f"labeled/{s}", 0)
             splits[s] = {"rows": rows, "files": files, "labeled": labeled == rows and rows > 0,
@@ -377,7 +407,7 @@ class BeamConverter(Converter):
                          counters.get("rows_rejected", 0), reasons, per_file, t0)
         info["beam_options"] = self.options
         info["rejects_position"] = "byte_offset"
-        if any(synthetic.read_probabilities(s.path) is not None for s in self.sources):
+        if any(self.FILES.isfile(s.path + ".proba") for s in self.sources):
             info["bayes_optimal"] = ("not computed by the Beam runner: the local runner reads the "
                                      "generator's .proba file")
             print("criteo_to_tfrecords: note: the Beam runner writes no Bayes-optimal figures of "

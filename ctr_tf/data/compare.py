@@ -4,12 +4,9 @@ schema.json except for what names the run (timings, runner, its options, how rej
 located, the Bayes-optimal figures only the local runner computes) and the shard files."""
 from __future__ import annotations
 
-import filecmp
-import json
-import os
-
 import numpy as np
 
+from ctr_tf import fs
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import records
 
@@ -29,8 +26,7 @@ def split_rows(schema: schema_lib.Schema) -> dict[str, np.ndarray]:
 
 
 def _schema_without_run(directory: str) -> dict:
-    with open(os.path.join(directory, schema_lib.SCHEMA_FILE)) as f:
-        d = json.load(f)
+    d = fs.read_json(fs.join(directory, schema_lib.SCHEMA_FILE))
     for split in d["splits"].values():
         split.pop("bayes_optimal", None)
         split.pop("files", None)
@@ -49,8 +45,8 @@ def differences(dir_a: str, dir_b: str) -> list[str]:
             n = int((~((ra[s] == rb[s]) | (np.isnan(ra[s]) & np.isnan(rb[s])))).any(axis=1).sum())
             out.append(f"{s}: {n} of {len(ra[s])} sorted rows differ")
     for f in a.categorical_features:
-        if "vocab_file" in f.params and not filecmp.cmp(a.path(f.params["vocab_file"]),
-                                                        b.path(f.params["vocab_file"]), shallow=False):
+        if "vocab_file" in f.params and (fs.read_bytes(a.path(f.params["vocab_file"]))
+                                         != fs.read_bytes(b.path(f.params["vocab_file"]))):
             out.append(f"vocabulary of {f.name} differs")
     sa, sb = _schema_without_run(dir_a), _schema_without_run(dir_b)
     for key in sorted(set(sa) | set(sb)):

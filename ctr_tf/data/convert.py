@@ -22,12 +22,12 @@ import collections
 import concurrent.futures
 import dataclasses
 import os
-import shutil
+import tempfile
 import time
 
 import numpy as np
 
-from ctr_tf import markers
+from ctr_tf import fs, markers
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import formats, parsers, reader, records, shards, synthetic
 from ctr_tf.data.convert_config import (DENSE_TRANSFORMS, ENCODINGS, SPLITS,  # noqa: F401  (public names)
@@ -49,6 +49,7 @@ class Source:
 
 class Converter:
     RUNNER = "local"
+    FILES = reader.TF_FILES  # how the inputs are listed and opened
 
     def __init__(self, cfg: ConvertConfig):
         self.cfg = cfg
@@ -58,16 +59,16 @@ class Converter:
 
     def _sources(self) -> list[Source]:
         cfg = self.cfg
-        groups = [(p, None) for p in reader.expand_inputs(list(cfg.inputs))]
+        groups = [(p, None) for p in reader.expand_inputs(list(cfg.inputs), self.FILES)]
         split_by_ratio = not (cfg.valid_inputs or cfg.test_inputs)
         if not split_by_ratio:
             groups = [(p, "train") for p, _ in groups]
         for role, spec in (("valid", cfg.valid_inputs), ("test", cfg.test_inputs)):
             if spec:
-                groups += [(p, role) for p in reader.expand_inputs(list(spec))]
+                groups += [(p, role) for p in reader.expand_inputs(list(spec), self.FILES)]
         sources = []
         for i, (path, split) in enumerate(groups):
-            layout = reader.detect_layout(path, cfg.input_format)
+            layout = reader.detect_layout(path, cfg.input_format, self.FILES)
             if sources and layout.format != sources[0].layout.format:
                 raise formats.FormatError(f"{path} is {layout.format} but {sources[0].path} is "
                                           f"{sources[0].layout.format}; convert one format at a time")
@@ -78,7 +79,7 @@ class Converter:
     def _chunks(self):
         """(source, first line number, lines) for every chunk; headers dropped."""
         for src in self.sources:
-            for line_no, lines in reader.data_chunks(src.path, src.layout, self.cfg.chunk_bytes):
+            for line_no, lines in reader.data_chunks(src.path, src.layout, self.cfg.chunk_bytes, self.FILES):
                 yield src, line_no, lines
 
     def _pipeline(self, work, consume):
@@ -97,24 +98,29 @@ class Converter:
 
     @property
     def total_bytes(self) -> int:
-        return sum(os.path.getsize(s.path) for s in self.sources)
+        return sum(self.FILES.size(s.path) for s in self.sources)
 
     # -- the whole run
     def run(self) -> schema_lib.Schema:
         cfg = self.cfg
         out = cfg.output_dir
-        if os.path.exists(os.path.join(out, schema_lib.SCHEMA_FILE)) and not cfg.overwrite:
+        if fs.exists(fs.join(out, schema_lib.SCHEMA_FILE)) and not cfg.overwrite:
             raise ConversionError(f"{out} already holds a converted data set (schema.json); "
                                   "pass --overwrite to replace it")
         markers.mark(out, "converted_data")
-        tmp = os.path.join(out, f".incomplete-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        tmp = fs.join(out, f".incomplete-{os.getpid()}")
+        fs.rmtree(tmp, ignore_errors=True)
+        fs.makedirs(tmp)
+        # The vocabulary pass's binary form of the rows: beside the output on a local disk, in a
+        # local temporary directory when the output is on an object store.
+        self.scratch = tmp if fs.is_local(tmp) else tempfile.mkdtemp(prefix="ctr_tf_convert_")
         try:
             self._run_into(tmp)
             shards.publish(tmp, out)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fs.rmtree(tmp, ignore_errors=True)
+            if self.scratch != tmp:
+                fs.rmtree(self.scratch, ignore_errors=True)
             self.pool.shutdown(wait=False)
         return schema_lib.load(out)
 
@@ -166,7 +172,7 @@ class Converter:
             "reject_reasons": reasons,
             "rejects_file": shards.REJECTS_FILE,
             "header_lines": sum(int(s.layout.has_header) for s in self.sources),
-            "sources": [{"path": os.path.abspath(s.path), "format": s.layout.format,
+            "sources": [{"path": fs.abspath(s.path), "format": s.layout.format,
                          "has_header": s.layout.has_header, "has_label": s.layout.has_label,
                          "split": s.split or "by_ratio", **per_file[s.index]} for s in self.sources],
             "split_ratios": list(cfg.split),
@@ -186,7 +192,7 @@ class Converter:
 
     def load_truth(self):
         """The synthetic generator's true probabilities of the rows, when there is one input."""
-        return synthetic.read_probabilities(self.sources[0].path) if len(self.sources) == 1 else None
+        return synthetic.read_probabilities(self.sources[0].path, self.FILES) if len(self.sources) == 1 else None
 
 
 def convert(cfg: ConvertConfig) -> schema_lib.Schema:

@@ -1,15 +1,41 @@
-"""Reading text inputs in chunks of whole lines: plain or gzip, BOM and CRLF removed."""
+"""Reading text inputs in chunks of whole lines: plain or gzip, BOM and CRLF removed.
+
+Inputs are found and opened through an `InputFiles`: TensorFlow's file systems (ctr_tf.fs: local
+paths, gs://, s3:// and hdfs:// with their plug-ins, ram://) unless a caller passes another (the
+Beam runner passes Beam's FileSystems, which its workers read through)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
-import os
 import zlib
 from typing import Iterator
 
 import numpy as np
 
+from ctr_tf import fs
 from ctr_tf.data import formats
+
+
+
+class InputFiles:
+    """How inputs are listed and opened (TensorFlow's file systems): a binary file object with
+    read, seek and readline."""
+
+    def glob(self, pattern: str) -> list[str]:
+        return fs.glob(pattern)
+
+    def isfile(self, path: str) -> bool:
+        return fs.isfile(path)
+
+    def size(self, path: str) -> int:
+        return fs.size(path)
+
+    def open(self, path: str):
+        return fs.open(path, "rb")
+
+
+TF_FILES = InputFiles()
 
 BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -19,36 +45,43 @@ class InputError(ValueError):
     """An input file is missing, empty, unreadable or corrupt."""
 
 
-def expand_inputs(spec: str | list[str]) -> list[str]:
+def expand_inputs(spec: str | list[str], files: InputFiles = TF_FILES) -> list[str]:
     """Turns `GLOB[,GLOB]` (or a list of them) into a sorted, de-duplicated list of files."""
     patterns = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
     if not patterns:
         raise InputError("no input given")
-    files: list[str] = []
+    found: list[str] = []
     for pattern in patterns:
-        matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        matched = sorted(files.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         matched = [m for m in matched if not m.endswith(".proba")]
         if not matched:
             raise InputError(f"no file matches the input pattern {pattern!r}")
         for m in matched:
-            if not os.path.isfile(m):
+            if not files.isfile(m):
                 raise InputError(f"input {m!r} does not exist or is not a file")
-            if m not in files:
-                files.append(m)
-    return files
+            if m not in found:
+                found.append(m)
+    return found
 
 
-def open_binary(path: str):
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+@contextlib.contextmanager
+def open_binary(path: str, files: InputFiles = TF_FILES):
+    """The file's bytes, decompressed when it is gzip (by its magic number, not its name)."""
+    with files.open(path) as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        if magic != GZIP_MAGIC:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+            yield unzipped
 
 
-def head_lines(path: str, n: int = 200) -> list[str]:
+def head_lines(path: str, n: int = 200, files: InputFiles = TF_FILES) -> list[str]:
     """The first n lines, decoded leniently, for format detection."""
     out = []
     try:
-        with open_binary(path) as f:
+        with open_binary(path, files) as f:
             for raw in f:
                 out.append(_clean(raw.rstrip(b"\n"), first=not out).decode("utf-8", "replace"))
                 if len(out) >= n:
@@ -65,34 +98,36 @@ def _clean(line: bytes, first: bool) -> bytes:
     return line[:-1] if line.endswith(b"\r") else line
 
 
-def iter_chunks(path: str, chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, list[bytes]]]:
+def iter_chunks(path: str, chunk_bytes: int = 4 << 20, files: InputFiles = TF_FILES
+                ) -> Iterator[tuple[int, list[bytes]]]:
     """Yields (number of the chunk's first line, 1-based; its lines without line ends).
 
     The final line needs no newline. A BOM before the first line and CR before LF are dropped.
     A truncated or corrupt gzip stream raises InputError naming the file.
     """
     line_no = 1
-    for _, lines in iter_range_chunks(path, 0, None, chunk_bytes, offsets=False):
+    for _, lines in iter_range_chunks(path, 0, None, chunk_bytes, offsets=False, files=files):
         yield line_no, lines
         line_no += len(lines)
 
 
-def is_compressed(path: str) -> bool:
-    with open(path, "rb") as f:
+def is_compressed(path: str, files: InputFiles = TF_FILES) -> bool:
+    with files.open(path) as f:
         return f.read(2) == GZIP_MAGIC
 
 
-def byte_ranges(path: str, range_bytes: int) -> list[tuple[int, int | None]]:
+def byte_ranges(path: str, range_bytes: int, files: InputFiles = TF_FILES) -> list[tuple[int, int | None]]:
     """[start, end) byte ranges that cover a file, for readers working side by side; a gzip
     stream cannot be entered in the middle, so it is one range (end None: to the end)."""
-    size = os.path.getsize(path)
-    if is_compressed(path) or size <= range_bytes:
+    size = files.size(path)
+    if is_compressed(path, files) or size <= range_bytes:
         return [(0, None)]
     return [(s, min(s + range_bytes, size)) for s in range(0, size, range_bytes)]
 
 
 def iter_range_chunks(path: str, start: int = 0, end: int | None = None, chunk_bytes: int = 4 << 20,
-                      offsets: bool = True) -> Iterator[tuple[np.ndarray | None, list[bytes]]]:
+                      offsets: bool = True, files: InputFiles = TF_FILES
+                      ) -> Iterator[tuple[np.ndarray | None, list[bytes]]]:
     """Yields (each line's byte offset, int64; the lines without line ends) for the lines whose
     first byte lies in [start, end): the ranges of `byte_ranges` give every line of the file
     exactly once. Offsets count in the decompressed stream of a gzip file. Lines are cleaned as
@@ -103,11 +138,12 @@ def iter_range_chunks(path: str, start: int = 0, end: int | None = None, chunk_b
         raise ValueError("a byte range needs the lines' offsets")
     pos = start
     try:
-        with open_binary(path) as f:
+        with open_binary(path, files) as f:
+            carry = b""
             if start > 0:  # the line that holds byte start-1 belongs to the range before
                 f.seek(start - 1)
-                pos = start - 1 + len(f.readline())
-            carry = b""
+                pos = _next_line(f, start - 1, chunk_bytes)
+                f.seek(pos)
             while end is None or pos + len(carry) < end or carry:
                 # One name for the block read and the block with the carry before it: holding both
                 # (two live 4 MB buffers) made reading a third slower.
@@ -143,23 +179,38 @@ def iter_range_chunks(path: str, start: int = 0, end: int | None = None, chunk_b
         yield (np.array([pos], np.int64) if offsets else None), [_clean(carry, pos == 0)]
 
 
+def _next_line(f, pos: int, chunk_bytes: int) -> int:
+    """The offset of the line after the one that holds byte `pos` (where f stands), or of the end.
+    Not readline: TensorFlow's GFile.readline drops the CR of a CRLF, so the bytes it returns do
+    not count the bytes it read."""
+    while True:
+        data = f.read(min(chunk_bytes, 1 << 16))
+        if not data:
+            return pos
+        cut = data.find(b"\n")
+        if cut >= 0:
+            return pos + cut + 1
+        pos += len(data)
+
+
 def _clean_lines(lines: list[bytes], first: bool, cr: bool) -> list[bytes]:
     if first and lines[0].startswith(BOM):
         lines[0] = lines[0][len(BOM):]
     return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines] if cr else lines
 
 
-def detect_layout(path: str, input_format: str = "auto") -> formats.Layout:
+def detect_layout(path: str, input_format: str = "auto", files: InputFiles = TF_FILES) -> formats.Layout:
     """The layout of one input file, from its first lines; an empty file is an error."""
-    head = head_lines(path)
+    head = head_lines(path, files=files)
     if not head:
         raise InputError(f"input file {path} is empty")
     return formats.detect(head, input_format, path)
 
 
-def data_chunks(path: str, layout: formats.Layout, chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, list[bytes]]]:
+def data_chunks(path: str, layout: formats.Layout, chunk_bytes: int = 4 << 20, files: InputFiles = TF_FILES
+                ) -> Iterator[tuple[int, list[bytes]]]:
     """iter_chunks without the header line of files that have one."""
-    for line_no, lines in iter_chunks(path, chunk_bytes):
+    for line_no, lines in iter_chunks(path, chunk_bytes, files):
         if layout.has_header and line_no == 1:
             lines, line_no = lines[1:], 2
         if lines:

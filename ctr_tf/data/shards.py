@@ -7,13 +7,12 @@ the output directory with schema.json last, so a failed run leaves no shard that
 from __future__ import annotations
 
 import collections
-import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from ctr_tf import fs
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import records
 from ctr_tf.data.convert_config import SPLITS
@@ -86,7 +85,7 @@ class SplitWriter:
     def _open(self):
         if self.writer is not None:
             self.writer.close()
-        path = os.path.join(self.directory, f"{self.split}-{len(self.files):05d}.partial")
+        path = fs.join(self.directory, f"{self.split}-{len(self.files):05d}.partial")
         self.files.append(path)
         self.writer = tf.io.TFRecordWriter(path, options=self.cfg.compression or None)
         self.shard_rows = 0
@@ -100,7 +99,7 @@ class SplitWriter:
         final = []
         for i, path in enumerate(self.files):
             name = f"{self.split}-{i:05d}-of-{len(self.files):05d}{ext}"
-            os.replace(path, os.path.join(self.directory, name))
+            fs.rename(path, fs.join(self.directory, name))
             final.append(name)
         return final
 
@@ -121,7 +120,7 @@ class RejectsLog:
     """rejects.tsv (file, line, reason, text) and the count of each reason."""
 
     def __init__(self, path: str):
-        self.file = open(path, "w", encoding="utf-8")
+        self.file = fs.open(path, "w")
         self.file.write("file\tline\treason\ttext\n")
         self.reasons: collections.Counter = collections.Counter()
 
@@ -135,15 +134,18 @@ class RejectsLog:
 
 
 def publish(tmp: str, out: str) -> None:
-    """Replaces what an earlier conversion wrote in `out` with the finished one in `tmp`."""
-    for name in os.listdir(out):  # only what a previous conversion wrote
+    """Replaces what an earlier conversion wrote in `out` with the finished one in `tmp`: the old
+    schema.json goes first and the new one comes last, so a reader, which keys on schema.json,
+    never takes a half-moved data set for a whole one (on an object store each move is a copy of
+    its objects, ctr_tf.fs)."""
+    old_schema = fs.join(out, schema_lib.SCHEMA_FILE)
+    if fs.exists(old_schema):
+        fs.remove(old_schema)
+    for name in fs.listdir(out):  # only what a previous conversion wrote
         if SHARD_NAME.fullmatch(name) or name in ("vocab", REJECTS_FILE):
-            p = os.path.join(out, name)
-            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
-    old_schema = os.path.join(out, schema_lib.SCHEMA_FILE)
-    if os.path.exists(old_schema):
-        os.remove(old_schema)
-    for name in sorted(os.listdir(tmp)):
+            p = fs.join(out, name)
+            fs.rmtree(p) if fs.isdir(p) else fs.remove(p)
+    for name in sorted(fs.listdir(tmp)):
         if name != schema_lib.SCHEMA_FILE:
-            os.replace(os.path.join(tmp, name), os.path.join(out, name))
-    os.replace(os.path.join(tmp, schema_lib.SCHEMA_FILE), old_schema)
+            fs.rename(fs.join(tmp, name), fs.join(out, name))
+    fs.rename(fs.join(tmp, schema_lib.SCHEMA_FILE), old_schema)

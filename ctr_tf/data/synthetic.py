@@ -11,9 +11,9 @@ any split are known.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from ctr_tf import fs
 
 KAGGLE_CARDINALITIES = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593,
                         3194, 27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572)
@@ -115,7 +115,7 @@ def write(path: str, rows: int, seed: int = 0, scale: float = 0.001, positive_ra
     teacher.calibrate(teacher.logits(*generate_block(rng, 20_000, card)), positive_rate)
     rng = np.random.default_rng([seed if data_seed is None else data_seed, 3])
     positives = 0
-    with open(path, "w") as data, open(path + ".proba", "w") as proba:
+    with fs.open(path, "w") as data, fs.open(path + ".proba", "w") as proba:
         for start in range(0, rows, block):
             n = min(block, rows - start)
             ints, int_missing, ranks, cat_missing = generate_block(rng, n, card)
@@ -127,10 +127,13 @@ def write(path: str, rows: int, seed: int = 0, scale: float = 0.001, positive_ra
     return {"rows": rows, "positive_rate": positives / rows, "cardinalities": card.tolist()}
 
 
-def read_probabilities(path: str) -> np.ndarray | None:
-    """The true probabilities `write` put beside `path` (`<path>.proba`), or None if there are none."""
+def read_probabilities(path: str, files=None) -> np.ndarray | None:
+    """The true probabilities `write` put beside `path` (`<path>.proba`), or None if there are none;
+    `files` is how the inputs are opened (ctr_tf.data.reader.InputFiles; default TensorFlow's)."""
     proba = path + ".proba"
-    if not os.path.exists(proba):
+    if files is None:
+        return np.array(fs.read_text(proba).split(), dtype=np.float64) if fs.exists(proba) else None
+    if not files.isfile(proba):
         return None
-    with open(proba) as f:
+    with files.open(proba) as f:
         return np.array(f.read().split(), dtype=np.float64)

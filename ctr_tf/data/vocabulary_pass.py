@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from ctr_tf import preprocessing
+from ctr_tf import fs, preprocessing
 from ctr_tf import schema as schema_lib
 from ctr_tf.data.convert_config import SPLITS
 from ctr_tf.data.write_pass import WritePass
@@ -53,7 +53,7 @@ class VocabularyPass(WritePass):
         self.id_strings: list[np.ndarray] = []  # per chunk, the values of the ids it created
         self.id_fields: list[np.ndarray] = []
         self.final_ids = np.zeros(0, np.int32)
-        self.parsed_dir = os.path.join(tmp, ".parsed")
+        self.parsed_dir = os.path.join(getattr(conv, "scratch", tmp), ".parsed")  # a local directory
         os.makedirs(self.parsed_dir)
         self.parsed = {s: [open(os.path.join(self.parsed_dir, f"{s}.{part}"), "wb") for part in ("label", "dense", "cat")]
                        for s in SPLITS}
@@ -131,7 +131,7 @@ class VocabularyPass(WritePass):
         for files in self.parsed.values():
             for f in files:
                 f.close()
-        os.makedirs(os.path.join(directory, "vocab"), exist_ok=True)
+        fs.makedirs(fs.join(directory, "vocab"))
         strings = np.concatenate(self.id_strings) if self.id_strings else np.zeros(0, object)
         fields = np.concatenate(self.id_fields) if self.id_fields else np.zeros(0, np.int32)
         counts = self.counts[:self.next_id]
@@ -168,8 +168,8 @@ def write_vocabulary(directory: str, field: str, entries) -> list:
     """vocab/<field>.txt from (training count, value bytes, ...) entries that met --min_count, most
     frequent first, ties by value: the order of both runners. Returns the entries in file order."""
     ordered = sorted(entries, key=lambda e: (-e[0], e[1]))
-    with open(os.path.join(directory, "vocab", f"{field}.txt"), "wb") as f:
-        f.writelines(e[1] + b"\n" for e in ordered)
+    with fs.open(fs.join(directory, "vocab", f"{field}.txt"), "wb") as f:
+        f.write(b"".join(e[1] + b"\n" for e in ordered))
     return ordered
 
 

@@ -3,14 +3,13 @@ write and count in input order in the main thread (`ctr_tf.data.convert` drives 
 from __future__ import annotations
 
 import collections
-import os
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-from ctr_tf import metrics, preprocessing
+from ctr_tf import fs, metrics, preprocessing
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import parsers, reader, report, shards
 from ctr_tf.data.convert_config import SPLITS, ConversionError
@@ -31,7 +30,7 @@ class WritePass:
         self.writers = {s: shards.SplitWriter(s, tmp, conv.cfg) for s in SPLITS}
         self.truth = conv.load_truth()
         self.truth_rows = {s: ([], []) for s in SPLITS}
-        self.rejects = shards.RejectsLog(os.path.join(tmp, shards.REJECTS_FILE))
+        self.rejects = shards.RejectsLog(fs.join(tmp, shards.REJECTS_FILE))
         self.read = self.rejected = self.bytes = self.written = 0
         self.per_file = collections.defaultdict(lambda: {"rows_read": 0, "rejected": 0})
         self.start = time.time()
