@@ -154,8 +154,8 @@ def tiny_model_config(name, embedding_dim=4, **kw):
     import dataclasses
     from ctr_tf.models import registry
     own = {f.name for f in dataclasses.fields(registry.options_class(name))}
-    shared = cfg_lib.ModelConfig(name="lr", embedding_dim=embedding_dim, hidden_units=(8, 4),
-                                 **{k: v for k, v in kw.items() if k not in own})  # "lr": no options to check
+    shared = cfg_lib.ModelConfig(name="lr", **{"embedding_dim": embedding_dim, "hidden_units": (8, 4),  # "lr": no
+                                               **{k: v for k, v in kw.items() if k not in own}})  # options to check
     options = dataclasses.replace(registry.options_class(name)().small(shared), **{k: v for k, v in kw.items() if k in own})
     return dataclasses.replace(shared, name=name, options=options)
 

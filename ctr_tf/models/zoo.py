@@ -152,8 +152,8 @@ class CrossStructure(str, enum.Enum):
 class DCNV2Options(Options):
     cross_layers: int = option(3, CROSS_LAYERS_HELP, minimum=1)
     cross_low_rank: int = option(0, "DCN-V2: rank of the low-rank cross matrices; 0: full rank.", minimum=0)
-    cross_structure: CrossStructure = option(CrossStructure.PARALLEL, "DCN-V2: the MLP beside the cross network "
-                                             "(parallel) or on its output (stacked).")
+    cross_structure: CrossStructure = option(CrossStructure.PARALLEL, "DCN-V2 and its kin (GDCN, DCN-Mix): the MLP "
+                                             "beside the cross network (parallel) or on its output (stacked).")
 
 
 @register("dcn_v2", DCNV2Options)
