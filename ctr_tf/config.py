@@ -211,6 +211,7 @@ class TrainConfig:
     strategy: Strategy = Strategy.DEFAULT
     ps_shards: int = 0  # parameter_server: shards per embedding table (0: one per ps task)
     warm_start_from: str = ""
+    continue_from: str = ""  # a model_dir whose exported epoch's weights and optimizer state this run starts from
     eval_epochs: str = ""
     predict_output: str = ""
     seed: int = 0
@@ -243,6 +244,10 @@ class TrainConfig:
                "shards tables over parameter servers: it needs --strategy=parameter_server")
         _check(0 < self.negative_downsampling <= 1, "negative_downsampling", self.negative_downsampling,
                "must be in (0, 1]: the fraction of negatives kept in training (1: all)")
+        _check(not (self.warm_start_from and self.continue_from), "continue_from", self.continue_from,
+               "takes the weights and the optimizer state: it cannot be combined with --warm_start_from")
+        _check(not self.continue_from or self.strategy == Strategy.DEFAULT, "continue_from", self.continue_from,
+               "grows tables between builds in one process: it needs --strategy=default")
         if self.eval_epochs:
             parse_epoch_range(self.eval_epochs)
 

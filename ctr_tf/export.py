@@ -125,8 +125,10 @@ def next_version(base: str) -> int:
 
 
 def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, model_name: str,
-           extra_assets: dict | None = None, logit_shift: float = 0.0, calibration=None) -> str:
-    """Writes the next version of `model_name`; returns its directory.
+           extra_assets: dict | None = None, logit_shift: float = 0.0, calibration=None,
+           version: int | None = None) -> str:
+    """Writes the next version of `model_name` (or `version`, which must not exist yet); returns
+    its directory.
 
     extra_assets: {relative path: bytes} written under the version (e.g. assets.extra/...).
     logit_shift, calibration: added to the logits (log r after negative downsampling at rate r),
@@ -135,8 +137,10 @@ def export(model: tf.keras.Model, schema: schema_lib.Schema, export_dir: str, mo
     """
     base = fs.join(export_dir, model_name)
     fs.makedirs(base)
-    version = next_version(base)
+    version = next_version(base) if version is None else int(version)
     final = fs.join(base, str(version))
+    if fs.exists(final):
+        raise FileExistsError(f"version {version} of {model_name!r} exists already: {final}")
     tmp = fs.join(base, f".tmp-{version}-{os.getpid()}")
     fs.rmtree(tmp, ignore_errors=True)
     module = ServingModule(model, schema, logit_shift, calibration)

@@ -154,6 +154,9 @@ def define_flags(fv: flags.FlagValues = FLAGS):
                          "many shards over the parameter servers, by rows (0: one shard per ps task in "
                          "TF_CONFIG); dense layers stay whole.", flag_values=fv)
     flags.DEFINE_string("warm_start_from", "", "A model_dir whose latest weights initialise this run (weights only).", flag_values=fv)
+    flags.DEFINE_string("continue_from", "", "A model_dir whose exported epoch this run continues: its weights and its "
+                        "optimizer state (Adam's moments and step); tables grow where this run's vocabularies "
+                        "appended ids (continuous training), a fresh table's rows for the new ids.", flag_values=fv)
     flags.DEFINE_string("eval_epochs", "", "With --mode=evaluate: the saved epochs to evaluate, START:END (END excluded).", flag_values=fv)
     flags.DEFINE_string("predict_output", "", "With --mode=predict: output file; default <model_dir>/predictions-<split>.txt.", flag_values=fv)
     flags.DEFINE_enum("eval_split", "valid", ["train", "valid", "test"], "Split evaluated after every epoch.", flag_values=fv)
@@ -286,6 +289,7 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             log_every_n_steps=fv.log_every_n_steps, export_dir=fv.export_dir,
             model_name=fv.model_name or fv.model, precision=cfg_lib.Precision(fv.precision),
             strategy=cfg_lib.Strategy(fv.strategy), ps_shards=fv.ps_shards, warm_start_from=fv.warm_start_from,
+            continue_from=fv.continue_from,
             eval_epochs=fv.eval_epochs, predict_output=fv.predict_output, seed=fv.seed,
             deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints,
             negative_downsampling=fv.negative_downsampling,

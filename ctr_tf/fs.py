@@ -13,9 +13,30 @@ import json
 import os
 import posixpath
 
-import tensorflow as tf
 
-gfile = tf.io.gfile
+def __getattr__(name):
+    """`fs.tf`, imported on first use: importing this module (the markers of `pipelines.clean`,
+    say) does not import TensorFlow."""
+    if name == "tf":
+        import tensorflow
+        return tensorflow
+    raise AttributeError(name)
+
+
+class _LazyGfile:
+    """tf.io.gfile, imported when first used."""
+
+    def __getattr__(self, name):
+        import tensorflow
+        return getattr(tensorflow.io.gfile, name)
+
+
+gfile = _LazyGfile()
+
+
+def _errors():
+    import tensorflow
+    return tensorflow.errors
 
 
 def is_local(path: str) -> bool:
@@ -91,11 +112,11 @@ def rmtree(path: str, ignore_errors: bool = False) -> None:
     if not gfile.exists(str(path)):
         if ignore_errors:
             return
-        raise tf.errors.NotFoundError(None, None, f"{path} does not exist")
+        raise _errors().NotFoundError(None, None, f"{path} does not exist")
     try:
         gfile.rmtree(str(path))
         return
-    except tf.errors.OpError:
+    except _errors().OpError:
         pass
     # ram:// lists "a.b/x" under "a" as ".b/x", and its recursive delete stops at that entry:
     # the files that are there go first, then the tree.
@@ -111,11 +132,11 @@ def rmtree(path: str, ignore_errors: bool = False) -> None:
             if gfile.exists(d):
                 try:
                     gfile.rmtree(d)
-                except tf.errors.NotFoundError:
+                except _errors().NotFoundError:
                     pass
         if gfile.exists(str(path)):
             gfile.rmtree(str(path))
-    except tf.errors.OpError:
+    except _errors().OpError:
         if not ignore_errors:
             raise
 

@@ -68,9 +68,9 @@ class Run:
         self._check_model_dir()
         sparse_l2 = cfg.sparse_table_l2
         # A table L2 that the optimizer applies must not be in the loss as well.
-        model_cfg = dataclasses.replace(cfg.model, embedding_table_l2=0.0) if sparse_l2 else cfg.model
+        self.model_cfg = dataclasses.replace(cfg.model, embedding_table_l2=0.0) if sparse_l2 else cfg.model
         with self.strategy.scope():
-            self.model = models.build(self.schema, model_cfg)
+            self.model = models.build(self.schema, self.model_cfg)
             self.optimizer = make_optimizer(self.t, sparse_l2, models.embedding_tables(self.model))
             self.model.compile(optimizer=self.optimizer,
                                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
@@ -167,17 +167,36 @@ class Run:
         models.copy_weights(twin, self.model)
         print(f"warm start: weights from {src}", flush=True)
 
+    def continue_from(self, source=None) -> dict:
+        """--continue_from: the weights and optimizer state of another model_dir's exported epoch,
+        its tables grown to this run's vocabularies (ctr_tf.continuation). `source`: that run's
+        (model, optimizer, schema) already in memory, instead of read from its model_dir."""
+        from ctr_tf import continuation
+        try:
+            if source is None:
+                source = continuation.source(self, self.t.continue_from)
+            done = continuation.carry_over(source[0], source[1], self.model, self.optimizer,
+                                           continuation.field_rows(source[2], self.schema))
+        except continuation.ContinuationError as e:
+            raise TrainingError(f"--continue_from={self.t.continue_from}: {e}") from None
+        print(f"continued from {self.t.continue_from}: {done['rows_kept']:,} table rows kept, "
+              f"{done['rows_fresh']:,} fresh", flush=True)
+        return done
+
     # -- modes
-    def train(self, callbacks=()) -> dict:
+    def train(self, callbacks=(), source=None) -> dict:
         """Trains the remaining epochs; returns what this call did: steps, examples, seconds in fit.
 
-        callbacks: Keras callbacks run after the trainer's own (to watch or stop a run).
+        callbacks: Keras callbacks run after the trainer's own (to watch or stop a run); source:
+        --continue_from's run as (model, optimizer, schema) in memory (continue_from()).
         """
         extra_callbacks = list(callbacks)
         initial_epoch = self.restore_latest()
         self._first_epoch = initial_epoch
         if initial_epoch == 0 and self.t.warm_start_from:
             self.warm_start()
+        elif initial_epoch == 0 and self.t.continue_from:
+            self.continue_from(source)
         if initial_epoch >= self.t.epochs:
             print(f"all {self.t.epochs} epochs are done in {self.t.model_dir}; nothing to train", flush=True)
             return {"steps": 0, "examples": 0, "seconds": 0.0, "examples_per_second": float("nan")}
@@ -284,13 +303,13 @@ class Run:
         elif self.restore_latest() == 0:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to export")
 
-    def export(self) -> str:
-        """Exports the model with float32 weights. A float32 model trained without a distribution
-        strategy is exported as it is (no second copy of its tables: at Kaggle's full size that
-        copy was gigabytes). Otherwise a float32 twin holding its weights is exported: float32
-        whatever the training precision (fast on CPU servers), and built outside the distribution
-        strategy, so that saving it needs no other worker (a multi-worker model's variables would
-        ask for collectives)."""
+    def export(self, export_dir: str = "", model_name: str = "", version: int | None = None) -> str:
+        """Exports the model with float32 weights (to --export_dir as --model_name, the next version
+        unless `version`). A float32 model trained without a distribution strategy is exported as it
+        is (no second copy of its tables: at Kaggle's full size that copy was gigabytes). Otherwise a
+        float32 twin holding its weights is exported: float32 whatever the training precision (fast
+        on CPU servers), and built outside the distribution strategy, so that saving it needs no
+        other worker (a multi-worker model's variables would ask for collectives)."""
         t0 = time.perf_counter()
         as_is = self.t.strategy == cfg_lib.Strategy.DEFAULT and self.t.precision == cfg_lib.Precision.FLOAT32
         if as_is:
@@ -299,9 +318,9 @@ class Run:
             with precision("float32"):  # a no-op unless training ran under mixed precision
                 serving_model = models.build(self.schema, self.cfg.model)
             models.copy_weights(self.model, serving_model)
-        path = export_lib.export(serving_model, self.schema, self.t.resolved_export_dir,
-                                 self.t.model_name or self.cfg.model.name, logit_shift=self.logit_shift,
-                                 calibration=self.calibration)
+        path = export_lib.export(serving_model, self.schema, export_dir or self.t.resolved_export_dir,
+                                 model_name or self.t.model_name or self.cfg.model.name, logit_shift=self.logit_shift,
+                                 calibration=self.calibration, version=version)
         self.timings["export_seconds"] = time.perf_counter() - t0
         print(f"exported SavedModel: {path}", flush=True)
         return path

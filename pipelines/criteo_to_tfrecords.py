@@ -14,32 +14,18 @@ import sys
 from absl import app, flags
 
 import ctr_tf  # noqa: F401
-from ctr_tf.data import convert, formats, reader
+from ctr_tf.data import convert, reader
+from pipelines.convert_flags import define_encoding_flags, encoding_config
+
+define_encoding_flags()
 
 flags.DEFINE_list("input", None, "Input files or globs, comma-separated (.gz allowed).")
 flags.DEFINE_string("output_dir", None, "Directory for the TFRecords, schema.json, vocab/ and rejects.tsv.")
-flags.DEFINE_enum("input_format", "auto", ("auto",) + formats.FORMATS, "Input format; auto detects it.")
-flags.DEFINE_enum("categorical_encoding", "vocab", convert.ENCODINGS,
-                  "vocab: vocabulary from the training split; hash: hash buckets per field.")
-flags.DEFINE_integer("min_count", 2, "Vocabulary mode: values seen fewer times in train map to the field's OOV id.")
-flags.DEFINE_string("hash_buckets", "100000", "Hash mode: buckets per field (plus one id for missing): one size "
-                    "for every field, or per field with a default for the rest, e.g. "
-                    "C3=10000000,C12=8000000,default=100000 (MLPerf's per-feature cap on Criteo 1TB).")
-flags.DEFINE_enum("dense_transform", "auto", convert.DENSE_TRANSFORMS,
-                  "log1p, bucketize (BARS floor(ln(x)^2) categorical buckets), minmax (PaddleRec constants), "
-                  "identity; auto = identity for paddlerec_slot (already scaled), else log1p.")
-flags.DEFINE_boolean("missing_indicator", False, "Add a 0/1 missing indicator feature per dense input.")
 flags.DEFINE_list("split", ["8", "1", "1"], "train,valid,test ratios (a part may be 0).")
 flags.DEFINE_list("valid_input", [], "Files for the validation split (then all of --input is train).")
 flags.DEFINE_list("test_input", [], "Files for the test split (then all of --input is train).")
 flags.DEFINE_integer("seed", 0, "Seed of the deterministic split.")
-flags.DEFINE_integer("block_rows", 4096, "Rows packed into one TFRecord record.")
-flags.DEFINE_integer("rows_per_shard", 1_000_000, "Rows per TFRecord shard.")
-flags.DEFINE_enum("compression", "none", ["none", "gzip"], "TFRecord compression.")
-flags.DEFINE_float("max_reject_rate", 1.0, "Abort when more than this fraction of rows is rejected.")
 flags.DEFINE_boolean("overwrite", False, "Replace a data set already in --output_dir.")
-flags.DEFINE_integer("threads", 2, "Parsing threads.")
-flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 flags.DEFINE_enum("runner", "local", ["local", "beam"],
                   "local: this process and its threads; beam: an Apache Beam pipeline (ctr_tf[beam]).")
 flags.DEFINE_string("beam_options", "", "--runner=beam: Beam pipeline options, as one string (e.g. "
@@ -56,16 +42,9 @@ def config_from_flags() -> convert.ConvertConfig:
         split = tuple(float(x) for x in FLAGS.split)
     except ValueError:
         raise ValueError(f"--split={','.join(FLAGS.split)!r}: expected three numbers, e.g. 8,1,1") from None
-    hash_default, hash_fields = convert.parse_hash_buckets(FLAGS.hash_buckets)
-    return convert.ConvertConfig(
-        inputs=tuple(FLAGS.input), output_dir=FLAGS.output_dir, input_format=FLAGS.input_format,
-        categorical_encoding=FLAGS.categorical_encoding, min_count=FLAGS.min_count,
-        hash_buckets=hash_default, field_hash_buckets=hash_fields, dense_transform=FLAGS.dense_transform,
-        missing_indicator=FLAGS.missing_indicator, split=split, valid_inputs=tuple(FLAGS.valid_input),
-        test_inputs=tuple(FLAGS.test_input), seed=FLAGS.seed, block_rows=FLAGS.block_rows,
-        rows_per_shard=FLAGS.rows_per_shard, compression="GZIP" if FLAGS.compression == "gzip" else "",
-        max_reject_rate=FLAGS.max_reject_rate, overwrite=FLAGS.overwrite, threads=FLAGS.threads,
-        progress=FLAGS.progress)
+    return encoding_config(inputs=tuple(FLAGS.input), output_dir=FLAGS.output_dir, split=split,
+                           valid_inputs=tuple(FLAGS.valid_input), test_inputs=tuple(FLAGS.test_input), seed=FLAGS.seed,
+                           overwrite=FLAGS.overwrite)
 
 
 def main(argv):

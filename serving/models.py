@@ -183,18 +183,37 @@ class Signature:
 
 
 class LoadedVersion:
+    """One loaded version. Only serving_default's Signature is made at load (tracing its runner
+    is a third of a load); the others are made by `prepare_all`, which the manager calls once the
+    version serves, or by their first request."""
+
     def __init__(self, model_name: str, version: int, path: str, batching=None):
         self.model_name, self.version, self.path = model_name, version, path
         self.module = tf.saved_model.load(path)
-        self.signatures = {k: Signature(k, fn, batching) for k, fn in self.module.signatures.items()}
+        self.batching = batching
+        self._functions = dict(self.module.signatures)
+        self._lock = threading.Lock()
+        self.signatures = {}
+        if "serving_default" in self._functions:
+            self._make("serving_default")
         self.signature_defs = _read_signature_defs(path)
+
+    def _make(self, name: str) -> Signature:
+        with self._lock:
+            if name not in self.signatures:
+                self.signatures = {**self.signatures, name: Signature(name, self._functions[name], self.batching)}
+            return self.signatures[name]
+
+    def prepare_all(self):
+        for name in self._functions:
+            self._make(name)
 
     def signature(self, name: str) -> Signature:
         name = name or "serving_default"
-        if name not in self.signatures:
+        if name not in self._functions:
             raise errors.invalid(f'Serving signature key "{name}" not found; the model has '
-                                 f"{sorted(self.signatures)}")
-        return self.signatures[name]
+                                 f"{sorted(self._functions)}")
+        return self.signatures.get(name) or self._make(name)
 
     def warm_up(self) -> int:
         """Replays assets.extra/tf_serving_warmup_requests; returns how many ran."""
@@ -278,6 +297,7 @@ class ModelManager:
             self._versions = {**self._versions, v: loaded}
         self.states[v] = (AVAILABLE, "")
         logging.info("model %s version %d available", self.name, v)
+        loaded.prepare_all()  # the other signatures, now that the version serves
 
     def _retire(self, v: int):
         self.states[v] = (UNLOADING, "")

@@ -299,39 +299,88 @@ def test_request_over_the_size_cap_is_resource_exhausted(setup):
         s.stop(0)
 
 
-def test_version_swap_while_requests_are_in_flight_fails_none(setup, tmp_path):
+class _Load:
+    """serving.load in a process of its own (as a server's clients are): its answers' versions,
+    read as they come; `wait_for(version)` returns once one answer came from that version."""
+
+    def __init__(self, port, text, threads=4, seconds=180):
+        import queue
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.load", f"--server=127.0.0.1:{port}", "--model=deepfm", f"--input={text}",
+             f"--threads={threads}", f"--seconds={seconds}"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        self.versions, self.errors, self.lines = [], [], queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.split())
+        self.lines.put(None)
+
+    def wait_for(self, version, timeout):
+        """Seconds until the first answer from `version`; an AssertionError after `timeout`."""
+        import queue
+        t0 = time.monotonic()
+        while True:
+            try:
+                item = self.lines.get(timeout=max(0.0, t0 + timeout - time.monotonic()))
+            except queue.Empty:
+                item = None
+            assert item is not None, f"no answer from version {version} within {timeout} s (saw {set(self.versions)})"
+            if item[1] == "error":
+                self.errors.append(item[2])
+            else:
+                self.versions.append(int(item[1]))
+                if int(item[1]) == version:
+                    return time.monotonic() - t0
+
+    def stop(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_version_swap_under_load_fails_no_request_renamed_or_written_in_place(setup, tmp_path):
+    """Clients in another process keep a server busy; version 2 appears by a rename (as the
+    export and the continuous pipeline's pushes publish), version 3 is written in place file by
+    file with saved_model.pb first (a copy some other tool makes): each is served once whole, the
+    partial one never breaks the served version, and no request fails. Bounded waits on the
+    answers themselves, not on the clock."""
+    import shutil
     base = tmp_path / "export"
     export_random_model(setup["schema"], str(base), 1)
+    staged = tmp_path / "staged"  # versions 1 and 2 there become versions 2 and 3 of the served base path
+    for seed in (2, 3):
+        export_random_model(setup["schema"], str(staged), seed)
     s = start_server(str(base / "deepfm"), rest=False)
-    rows, _ = raw_rows(setup["text"], 50)
-    c = client_lib.PredictClient(f"127.0.0.1:{s.port}", "deepfm", retries=0)
-    seen, failures, stop = [], [], threading.Event()
-
-    def hammer():
-        while not stop.is_set():
-            try:
-                resp = c.prediction.Predict(c.request(rows), timeout=10)
-                seen.append(resp.model_spec.version.value)
-            except grpc.RpcError as e:
-                failures.append(e.code())
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for t in threads:
-        t.start()
+    load = _Load(s.port, setup["text"])
     try:
-        time.sleep(0.5)
-        export_random_model(setup["schema"], str(base), 2)
-        deadline = time.time() + 60
-        while time.time() < deadline and (not seen or seen[-1] != 2):
-            time.sleep(0.05)
-        time.sleep(0.5)
+        load.wait_for(1, 120)
+        os.rename(staged / "deepfm" / "1", base / "deepfm" / "2")
+        load.wait_for(2, 120)
+        (base / "deepfm" / "3").mkdir()
+        src = staged / "deepfm" / "2"
+        files = sorted(src.rglob("*"), key=lambda p: p.name != "saved_model.pb")
+        assert len(files) > 5
+        for f in files:
+            target = base / "deepfm" / "3" / f.relative_to(src)
+            if f.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+        load.wait_for(3, 120)
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
+        load.stop()
         s.stop(0)
-    assert failures == []
-    assert 1 in seen and seen[-1] == 2
-    assert s.registry.manager("deepfm").states[1][0] == 50  # version 1 unloaded (END)
+    assert load.errors == []
+    manager = s.registry.manager("deepfm")
+    assert manager.states[1][0] == 50 and manager.states[2][0] == 50  # retired (END) once 3 served
 
 
 def test_corrupt_new_version_never_takes_down_the_served_one(setup, tmp_path, monkeypatch, caplog):

@@ -50,6 +50,7 @@ class Source:
 class Converter:
     RUNNER = "local"
     FILES = reader.TF_FILES  # how the inputs are listed and opened
+    VOCABULARY_PASS = VocabularyPass  # how vocabulary mode assigns ids (continuous training: a running state)
 
     def __init__(self, cfg: ConvertConfig):
         self.cfg = cfg
@@ -128,7 +129,7 @@ class Converter:
         t0 = time.time()
         if self.cfg.categorical_encoding == "vocab":
             # One parse: vocabulary ids are known only once the training split is counted.
-            write = VocabularyPass(self, self._draft_schema(tmp, build_features(self.format, self.cfg)), tmp)
+            write = self.VOCABULARY_PASS(self, self._draft_schema(tmp, build_features(self.format, self.cfg)), tmp)
             self._pipeline(write.work, write.consume)
             vocab_sizes = write.finish_parse(tmp)
             draft = self._draft_schema(tmp, build_features(self.format, self.cfg, vocab_sizes))

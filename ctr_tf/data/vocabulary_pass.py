@@ -134,8 +134,14 @@ class VocabularyPass(WritePass):
         fs.makedirs(fs.join(directory, "vocab"))
         strings = np.concatenate(self.id_strings) if self.id_strings else np.zeros(0, object)
         fields = np.concatenate(self.id_fields) if self.id_fields else np.zeros(0, np.int32)
-        counts = self.counts[:self.next_id]
         self.final_ids = np.full(self.next_id, preprocessing.OOV_ID, np.int32)
+        return self.assign_ids(directory, strings, fields, self.counts[:self.next_id])
+
+    def assign_ids(self, directory: str, strings: np.ndarray, fields: np.ndarray, counts: np.ndarray) -> dict[str, int]:
+        """Sets final_ids (vocabulary id of each provisional id; OOV stays OOV) and writes the
+        vocabularies: values with training counts >= --min_count, most frequent first, ties by
+        value. strings, fields, counts: each provisional id's value, its field (an index into
+        vocab_cols) and its training count. Returns each field's vocabulary size."""
         sizes = {}
         for v, (_, feat) in enumerate(self.vocab_cols):
             ids = np.flatnonzero((fields == v) & (counts >= self.conv.cfg.min_count))
