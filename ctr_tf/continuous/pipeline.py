@@ -29,9 +29,12 @@ import math
 import signal
 import time
 
+import numpy as np
+import tensorflow as tf
+
 from ctr_tf import config as cfg_lib
 from ctr_tf import export as export_lib
-from ctr_tf import fs, markers, runtime
+from ctr_tf import fs, markers, metrics, runtime
 from ctr_tf import schema as schema_lib
 from ctr_tf import trainer
 from ctr_tf.continuous import history, scoring
@@ -253,7 +256,7 @@ class ContinuousTraining:
                 fs.exists(push_file) and fs.read_json(push_file)["status"] == "done")):
             candidate = timed("train", lambda: self.train(entry, d, schema))
         if not fs.exists(gate_file):
-            fs.write_json(gate_file, timed("gate", lambda: self.gate(candidate, schema)))
+            fs.write_json(gate_file, timed("gate", lambda: self.gate(candidate, schema, fs.read_json(progressive))))
         gate = fs.read_json(gate_file)
         push = {}
         if gate["push"]:
@@ -291,14 +294,17 @@ class ContinuousTraining:
         return RunningVocabulary.empty()
 
     def progressive(self, schema) -> dict:
-        """The served model's metrics on the whole span, before any training on it."""
+        """The served model's metrics on the whole span, before any training on it; and on the
+        span's holdout alone, which the gate compares the candidate with."""
         served = self.served()
         if served is None:
             return {"served": None}
-        m = scoring.evaluate(served, schema, ("train", "valid"))
+        parts = {s: scoring.predictions(served, schema, s) for s in ("train", "valid") if schema.split_rows(s)}
+        m = metrics.summary(*(np.concatenate(a) for a in zip(*parts.values())))
         print(f"progressive (served version {self.state['served']['version']}): AUC {m['auc']:.5f}  "
               f"logloss {m['logloss']:.5f}  CTR ratio {m['ctr_ratio']:.4f}  ({m['rows']:,} rows)", flush=True)
-        return {"served": self.state["served"], **m}
+        holdout = metrics.summary(*parts["valid"]) if "valid" in parts else None
+        return {"served": self.state["served"], **m, "holdout": holdout}
 
     def _experiment(self, data_dir: str, model_dir: str, mode: cfg_lib.Mode, continue_from: str = ""):
         e = self.cfg.experiment
@@ -312,6 +318,9 @@ class ContinuousTraining:
         for --span_epochs over the span's rows less its holdout; its fits for the export."""
         served = self.state["served"]
         base = fs.join(served["dir"], "candidate") if served else ""
+        # Seeded by the span: its fresh rows and draws do not depend on what this process did
+        # before (a run resumed after a kill builds and trains exactly what an unbroken one did).
+        tf.keras.utils.set_random_seed(self.cfg.experiment.train.seed * 1_000_003 + entry["index"])
         run = trainer.Run(self._experiment(fs.join(d, "data"), fs.join(d, "candidate"), cfg_lib.Mode.TRAIN, base),
                           self.cfg.flags_text)
         trained = fs.join(d, "trained.json")
@@ -335,18 +344,19 @@ class ContinuousTraining:
             return None
         return run.model, run.optimizer, run.schema
 
-    def gate(self, candidate: trainer.Run, schema) -> dict:
-        """Candidate and served model on this span's holdout and on the served model's own."""
-        served = self.served()
+    def gate(self, candidate: trainer.Run, schema, progressive: dict) -> dict:
+        """Candidate and served model on this span's holdout and on the one the served model was
+        pushed on. The served model's scores were taken before: on this holdout by the
+        progressive step, on its own by the gate that pushed it (the same weights and fits)."""
         cand = scoring.evaluate(candidate, schema, ("valid",))
         out = {"candidate": cand, "served": None, "reference": None}
         cand_ref = served_ref = None
+        served = self.state["served"]
         if served is not None:
-            out["served"] = scoring.evaluate(served, schema, ("valid",))
-            ref = schema_lib.load(fs.join(self.state["served"]["dir"], "data"))
-            cand_ref = scoring.evaluate(candidate, ref, ("valid",))
-            served_ref = scoring.evaluate(served, ref, ("valid",))
-            out["reference"] = {"span": self.state["served"]["span"], "candidate": cand_ref, "served": served_ref}
+            out["served"] = progressive["holdout"]
+            cand_ref = scoring.evaluate(candidate, schema_lib.load(fs.join(served["dir"], "data")), ("valid",))
+            served_ref = fs.read_json(fs.join(served["dir"], "gate.json"))["candidate"]
+            out["reference"] = {"span": served["span"], "candidate": cand_ref, "served": served_ref}
         push, reason = self.cfg.gate.decide(cand, out["served"], cand_ref, served_ref)
         print(f"gate: {'push' if push else 'refuse'}: {reason}", flush=True)
         return {**out, "push": push, "reason": reason}

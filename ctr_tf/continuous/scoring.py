@@ -58,8 +58,17 @@ def dataset(model_schema, data_schema, splits, batch_size: int = 8192) -> tf.dat
     return ds.map(remap, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def predictions(run, data_schema, split) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, served probabilities) of a trainer Run (its logit shift and calibration) on one
+    split of the data."""
+    y, z = run.scorer.labelled_logits(dataset(run.schema, data_schema, (split,)))
+    return y, probabilities(z, run.calibration)
+
+
 def evaluate(run, data_schema, splits) -> dict:
-    """A trainer Run's served probabilities (its logit shift and calibration) on the data's splits:
-    AUC, logloss, NE, ECE, CTR ratio, rows."""
-    y, z = run.scorer.labelled_logits(dataset(run.schema, data_schema, splits))
-    return metrics.summary(y, probabilities(z, run.calibration))
+    """A trainer Run's served probabilities on the data's splits: AUC, logloss, NE, ECE, CTR
+    ratio, rows."""
+    parts = [predictions(run, data_schema, s) for s in splits if data_schema.split_rows(s)]
+    if not parts:
+        raise ValueError(f"{data_schema.directory} has no rows in {', '.join(splits)}")
+    return metrics.summary(np.concatenate([y for y, _ in parts]), np.concatenate([p for _, p in parts]))

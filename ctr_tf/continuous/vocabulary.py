@@ -20,7 +20,7 @@ it is published with the span's data, or not at all.
 from __future__ import annotations
 
 import dataclasses
-import json
+import io
 
 import numpy as np
 
@@ -126,8 +126,9 @@ class RunningVocabulary:
             fs.publish_file(fs.join(root, f"{name}.pending"), b"".join(v + b"\n" for v, _ in pending))
             arrays = {"assigned": f.assigned, "last_seen": f.last_seen, "free": np.asarray(f.free, np.int64),
                       "pending_counts": np.asarray([c for _, c in pending], np.int64)}
-            with fs.open(fs.join(root, f"{name}.npz"), "wb") as out:
-                np.savez(out, **arrays)
+            buffer = io.BytesIO()  # savez seeks: written in memory, published whole
+            np.savez(buffer, **arrays)
+            fs.publish_file(fs.join(root, f"{name}.npz"), buffer.getvalue())
         fs.write_json(fs.join(root, "state.json"), meta)
 
     @classmethod
@@ -138,8 +139,7 @@ class RunningVocabulary:
         fields = {}
         for name in meta["fields"]:
             values = _lines(fs.join(directory, "vocab", f"{name}.txt"))
-            with fs.open(fs.join(root, f"{name}.npz"), "rb") as f:
-                arrays = dict(np.load(f))
+            arrays = dict(np.load(io.BytesIO(fs.read_bytes(fs.join(root, f"{name}.npz")))))
             pending = dict(zip(_lines(fs.join(root, f"{name}.pending")), arrays["pending_counts"].tolist()))
             fields[name] = FieldState(values, arrays["assigned"], arrays["last_seen"], pending,
                                       arrays["free"].tolist())
@@ -203,7 +203,3 @@ def growth_of(schema) -> dict:
 
 def admitted(schema) -> int:
     return sum(f["admitted"] for f in growth_of(schema).get("fields", {}).values())
-
-
-def state_summary(schema) -> str:
-    return json.dumps(growth_of(schema))
