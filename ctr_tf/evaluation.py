@@ -20,7 +20,17 @@ class Scorer:
     def __init__(self, model: tf.keras.Model, logit_shift: float = 0.0):
         self.model = model
         self.logit_shift = logit_shift
-        self._step = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), reduce_retracing=True)
+        self._function = None
+
+    def _step(self, x):
+        """The model's float32 logits of a batch: traced once, for any batch size (the first batch
+        gives the feature shapes), so the last, smaller batch of a split retraces nothing."""
+        if self._function is None:
+            spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), x)
+            model = self.model
+            self._function = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
+                                         input_signature=[spec])
+        return self._function(x)
 
     def batches(self, dataset):
         """(labels, logits) of each batch, in order, the logits as the model makes them (unshifted)."""

@@ -141,8 +141,10 @@ def publish(tmp: str, out: str) -> None:
     old_schema = fs.join(out, schema_lib.SCHEMA_FILE)
     if fs.exists(old_schema):
         fs.remove(old_schema)
-    for name in fs.listdir(out):  # only what a previous conversion wrote
-        if SHARD_NAME.fullmatch(name) or name in ("vocab", REJECTS_FILE):
+    incoming = set(fs.listdir(tmp))
+    for name in fs.listdir(out):  # only what a previous conversion wrote, or what this one brings
+        if SHARD_NAME.fullmatch(name) or name in ("vocab", REJECTS_FILE) or (
+                name in incoming and name != schema_lib.SCHEMA_FILE):
             p = fs.join(out, name)
             fs.rmtree(p) if fs.isdir(p) else fs.remove(p)
     for name in sorted(fs.listdir(tmp)):

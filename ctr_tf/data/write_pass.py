@@ -3,6 +3,8 @@ write and count in input order in the main thread (`ctr_tf.data.convert` drives 
 from __future__ import annotations
 
 import collections
+import json
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,10 @@ from ctr_tf.data.convert_config import SPLITS, ConversionError
 
 if TYPE_CHECKING:
     from ctr_tf.data.convert import Converter
+
+
+_PARSERS: "collections.OrderedDict" = collections.OrderedDict()  # (pass, layout, draft) -> ChunkParser
+_PARSERS_LOCK = threading.Lock()
 
 
 class WritePass:
@@ -42,13 +48,28 @@ class WritePass:
         return ()
 
     def work(self, src, line_no, lines):
-        if src.index not in self.chunk_parsers:
-            self.chunk_parsers[src.index] = ChunkParser(src.parser, self.preprocessor, self.chunk_extra)
-        return (src, line_no, lines, *self.chunk_parsers[src.index].fast(lines))
+        return (src, line_no, lines, *self.chunk_parser(src).fast(lines))
+
+    def chunk_parser(self, src) -> "ChunkParser":
+        """The source's ChunkParser: made once, under a lock (worker threads ask at once), and
+        kept for later conversions of the same layout and draft schema in this process (tracing
+        its graph took over a second: continuous training converts a span after another)."""
+        parser = self.chunk_parsers.get(src.index)
+        if parser is None:
+            key = (type(self).__name__, src.layout, json.dumps(self.preprocessor.schema.to_json(), sort_keys=True,
+                                                               default=str))
+            with _PARSERS_LOCK:
+                parser = _PARSERS.get(key)
+                if parser is None:
+                    parser = _PARSERS[key] = ChunkParser(src.parser, self.preprocessor, self.chunk_extra)
+                    while len(_PARSERS) > 8:
+                        _PARSERS.popitem(last=False)
+                self.chunk_parsers[src.index] = parser
+        return parser
 
     def consume(self, result):
         src, line_no, lines, ok, keys, label, dense, cat, *extra = result
-        line_nos, (label, dense, cat), slow, order = self.chunk_parsers[src.index].merge_slow(
+        line_nos, (label, dense, cat), slow, order = self.chunk_parser(src).merge_slow(
             lines, ok, line_no, (label, dense, cat))
         self.rejects.add(src.path, slow.rejects)
         split_id = self.conv.split_of(src, keys[line_nos - line_no])
