@@ -116,6 +116,13 @@ class ModelConfig:
     embedding_l2: float = 0.0
     embedding_table_l2: float = 0.0
     dense_l2: float = 0.0
+    # Tables that fit: per-field sizes and the quotient-remainder trick (models.common.Embeddings).
+    embedding_dims: str = ""        # FIELD=N,...: a size of its own for each field named
+    embedding_dim_rule: str = ""    # log:K:MAX: every field's size from its rows, ceil(K log2 rows) <= MAX
+    qr_fields: str = ""             # FIELD,...: fields whose ids index a quotient and a remainder table
+    qr_min_rows: int = 0            # ... or every field with at least this many rows
+    qr_collisions: int = 0          # m: ids per quotient row
+    qr_combiner: str = "product"    # product | sum | concat
     options: object = None
 
     def __post_init__(self):
@@ -129,6 +136,14 @@ class ModelConfig:
         _check(self.embedding_table_l2 >= 0, "embedding_table_l2", self.embedding_table_l2, "must be >= 0")
         _check(self.dense_l2 >= 0, "dense_l2", self.dense_l2, "must be >= 0")
         check_activation("activation", self.activation)
+        _check(self.qr_combiner in ("product", "sum", "concat"), "qr_combiner", self.qr_combiner,
+               "expected product, sum or concat")
+        _check(self.qr_collisions >= 0, "qr_collisions", self.qr_collisions, "must be >= 0")
+        _check(self.qr_min_rows >= 0, "qr_min_rows", self.qr_min_rows, "must be >= 0 (0: by --qr_fields only)")
+        _check(not (self.qr_fields or self.qr_min_rows) or self.qr_collisions >= 2, "qr_collisions",
+               self.qr_collisions, "--qr_fields/--qr_min_rows need a collision factor m >= 2")
+        _check(not (self.embedding_dims and self.embedding_dim_rule), "embedding_dim_rule", self.embedding_dim_rule,
+               "give --embedding_dims or --embedding_dim_rule, not both")
         from ctr_tf.models import registry
         cls = registry.options_class(self.name)
         if self.options is None:
@@ -220,6 +235,7 @@ class TrainConfig:
     negative_downsampling: float = 1.0
     calibration: CalibrationMethod = CalibrationMethod.NONE
     refit_intercept: bool = False  # after training: the logit offset that matches the train split's click rate
+    export_table_dtype: str = "float32"  # float32 | float16 | int8: how the export stores the tables
 
     def __post_init__(self):
         _check(bool(self.model_dir), "model_dir", self.model_dir, "is required")
@@ -248,6 +264,8 @@ class TrainConfig:
                "takes the weights and the optimizer state: it cannot be combined with --warm_start_from")
         _check(not self.continue_from or self.strategy == Strategy.DEFAULT, "continue_from", self.continue_from,
                "grows tables between builds in one process: it needs --strategy=default")
+        _check(self.export_table_dtype in ("float32", "float16", "int8"), "export_table_dtype",
+               self.export_table_dtype, "expected float32, float16 or int8")
         if self.eval_epochs:
             parse_epoch_range(self.eval_epochs)
 

@@ -147,6 +147,10 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_string("export_dir", "", "SavedModel base directory; default <model_dir>/export. "
                         "Exports land in <export_dir>/<model_name>/<version>/ as TF Serving expects.", flag_values=fv)
     flags.DEFINE_string("model_name", "", "Name of the exported model; default: --model.", flag_values=fv)
+    flags.DEFINE_enum("export_table_dtype", "float32", ["float32", "float16", "int8"], "How the export stores the "
+                      "embedding tables: float16, or int8 codes with each row's own scale and offset (dequantised in "
+                      "the served graph's lookup); the dense layers stay float32. Also with --mode=export.",
+                      flag_values=fv)
     flags.DEFINE_enum("precision", "float32", [p.value for p in cfg_lib.Precision], "Compute precision.", flag_values=fv)
     flags.DEFINE_enum("strategy", "default", [s.value for s in cfg_lib.Strategy],
                       "tf.distribute strategy; multi_worker and parameter_server read TF_CONFIG.", flag_values=fv)
@@ -187,6 +191,18 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_float("embedding_table_l2", 0.0, "lambda: lambda/2 * sum of squares over the whole of every "
                        "categorical table (FuxiCTR's convention): under Adam it pulls rows that go unseen to zero. "
                        "lazy_adam applies it sparsely; see --dense_table_l2.", flag_values=fv)
+    flags.DEFINE_string("embedding_dims", "", "Sizes of their own for the categorical fields named, e.g. "
+                        "C3=4,C12=4 (default=N, if given, must be --embedding_dim); models whose interactions need one "
+                        "size project each to --embedding_dim, those that concatenate use them as they are.",
+                        flag_values=fv)
+    flags.DEFINE_string("embedding_dim_rule", "", "Every categorical field's size from its rows: log:K:MAX is "
+                        "ceil(K * log2(rows)), at most MAX.", flag_values=fv)
+    flags.DEFINE_string("qr_fields", "", "The quotient-remainder trick on these fields: an id indexes a quotient "
+                        "table (id // m) and a remainder table (id % m); --qr_collisions is m.", flag_values=fv)
+    flags.DEFINE_integer("qr_min_rows", 0, "... or on every field with at least this many rows.", flag_values=fv)
+    flags.DEFINE_integer("qr_collisions", 0, "m of the quotient-remainder trick: ids per quotient row.", flag_values=fv)
+    flags.DEFINE_enum("qr_combiner", "product", ["product", "sum", "concat"], "How a QR field's two rows combine: "
+                      "their product (the paper's default), sum, or concatenation.", flag_values=fv)
     flags.DEFINE_float("dense_l2", 0.0, "L2 on the MLP kernels (and xDeepFM's CIN).", flag_values=fv)
     define_model_option_flags(fv)
     # The optimisation.
@@ -293,4 +309,5 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             eval_epochs=fv.eval_epochs, predict_output=fv.predict_output, seed=fv.seed,
             deterministic=fv.deterministic, keep_checkpoints=fv.keep_checkpoints,
             negative_downsampling=fv.negative_downsampling,
-            calibration=cfg_lib.CalibrationMethod(fv.calibration), refit_intercept=fv.refit_intercept))
+            calibration=cfg_lib.CalibrationMethod(fv.calibration), refit_intercept=fv.refit_intercept,
+            export_table_dtype=fv.export_table_dtype))

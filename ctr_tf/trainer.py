@@ -35,6 +35,7 @@ from ctr_tf import export as export_lib
 from ctr_tf import fs, markers, models, runtime
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import records
+from ctr_tf.layers.embedding import table_storage
 from ctr_tf.evaluation import Scorer, probabilities
 from ctr_tf.runtime import TrainingError, is_chief, make_strategy, precision, process_state
 from ctr_tf.schedules import make_optimizer
@@ -304,20 +305,22 @@ class Run:
             raise TrainingError(f"{self.t.model_dir} holds no checkpoint to export")
 
     def export(self, export_dir: str = "", model_name: str = "", version: int | None = None) -> str:
-        """Exports the model with float32 weights (to --export_dir as --model_name, the next version
+        """Exports the model, its tables as --export_table_dtype (to --export_dir as --model_name, the next version
         unless `version`). A float32 model trained without a distribution strategy is exported as it
         is (no second copy of its tables: at Kaggle's full size that copy was gigabytes). Otherwise a
         float32 twin holding its weights is exported: float32 whatever the training precision (fast
         on CPU servers), and built outside the distribution strategy, so that saving it needs no
         other worker (a multi-worker model's variables would ask for collectives)."""
         t0 = time.perf_counter()
-        as_is = self.t.strategy == cfg_lib.Strategy.DEFAULT and self.t.precision == cfg_lib.Precision.FLOAT32
+        storage = self.t.export_table_dtype
+        as_is = (self.t.strategy == cfg_lib.Strategy.DEFAULT and self.t.precision == cfg_lib.Precision.FLOAT32
+                 and storage == "float32")
         if as_is:
             serving_model = self.model
         else:
-            with precision("float32"):  # a no-op unless training ran under mixed precision
+            with precision("float32"), table_storage(storage):  # float32 whatever the training precision
                 serving_model = models.build(self.schema, self.cfg.model)
-            models.copy_weights(self.model, serving_model)
+            (models.copy_weights if storage == "float32" else models.copy_into_storage)(self.model, serving_model)
         path = export_lib.export(serving_model, self.schema, export_dir or self.t.resolved_export_dir,
                                  model_name or self.t.model_name or self.cfg.model.name, logit_shift=self.logit_shift,
                                  calibration=self.calibration, version=version)

@@ -33,7 +33,7 @@ def make_cfg(data_dir, model_dir, model="deepfm", **train):
     model_kw = train.pop("model_kw", {})
     return cfg_lib.ExperimentConfig(
         data=cfg_lib.DataConfig(data_dir=data_dir),
-        model=cfg_lib.ModelConfig(name=model, embedding_dim=8, hidden_units=(32, 16), **model_kw),
+        model=cfg_lib.model_config(model, **{"embedding_dim": 8, "hidden_units": (32, 16), **model_kw}),
         train=cfg_lib.TrainConfig(model_dir=str(model_dir), **train))
 
 

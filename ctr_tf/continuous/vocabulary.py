@@ -162,7 +162,7 @@ class SpanVocabularyPass(VocabularyPass):
         for v, (_, feat) in enumerate(self.vocab_cols):
             ids = np.flatnonzero(fields == v)
             positions, change = state.update(span, feat.source, strings[ids].tolist(), counts[ids],
-                                             self.conv.cfg.min_count, self.conv.expire_after)
+                                             self.conv.cfg.min_count_of(feat.source), self.conv.expire_after)
             known = positions >= 0
             self.final_ids[ids[known]] = preprocessing.VOCAB_OFFSET + positions[known]
             values = state.field(feat.source).values

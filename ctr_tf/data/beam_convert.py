@@ -311,13 +311,13 @@ class BeamConverter(Converter):
         vocab_cols = [f for f in draft.categorical_features if f.transform == "vocab"]
         names = [f.source for f in vocab_cols]
         fs.makedirs(fs.join(tmp, "vocab"))
-        min_count = self.cfg.min_count
+        thresholds = [self.cfg.min_count_of(name) for name in names]
 
         def build(p):
             (self._ranges(p, "count ")
              | "count values" >> beam.ParDo(_RangeWork("count", self.cfg, self._source_specs(), draft.to_json(), tmp))
              | "sum per (field, value)" >> beam.CombinePerKey(sum)
-             | "min_count" >> beam.Filter(lambda kv: kv[1] >= min_count)
+             | "min_count" >> beam.Filter(lambda kv: kv[1] >= thresholds[kv[0][0]])
              | "by field" >> beam.Map(lambda kv: (kv[0][0], (kv[1], kv[0][1])))
              | "gather field" >> beam.GroupByKey()
              | "write vocab" >> beam.ParDo(_WriteVocabulary(tmp, names)))

@@ -32,6 +32,7 @@ from ctr_tf import schema as schema_lib
 from ctr_tf.data import formats, parsers, reader, records, shards, synthetic
 from ctr_tf.data.convert_config import (DENSE_TRANSFORMS, ENCODINGS, SPLITS,  # noqa: F401  (public names)
                                         ConversionError, ConvertConfig, build_features, parse_hash_buckets,
+                                        parse_min_count,
                                         resolve_dense_transform)
 from ctr_tf.data.report import summary_table  # noqa: F401  (public name)
 from ctr_tf.data.vocabulary_pass import VocabularyPass

@@ -25,6 +25,8 @@ class ConvertConfig:
     input_format: str = "auto"
     categorical_encoding: str = "vocab"
     min_count: int = 2
+    # Per-field thresholds that replace min_count for the fields they name: ((field, count), ...).
+    field_min_counts: tuple[tuple[str, int], ...] = ()
     hash_buckets: int = 100_000
     # Per-field sizes that replace hash_buckets for the fields they name: ((field, buckets), ...).
     field_hash_buckets: tuple[tuple[str, int], ...] = ()
@@ -52,8 +54,16 @@ class ConvertConfig:
             bad("categorical_encoding", self.categorical_encoding, "expected vocab or hash")
         if self.dense_transform not in DENSE_TRANSFORMS:
             bad("dense_transform", self.dense_transform, f"expected one of {', '.join(DENSE_TRANSFORMS)}")
-        if self.min_count < 1:
-            bad("min_count", self.min_count, "must be >= 1")
+        for name, count in (("default", self.min_count), *self.field_min_counts):
+            if not isinstance(count, int) or count < 1:
+                bad("min_count", f"{name}={count}" if name != "default" else count, "must be >= 1")
+        names = [n for n, _ in self.field_min_counts]
+        if len(set(names)) != len(names):
+            bad("min_count", ",".join(names), "names a field twice")
+
+    def min_count_of(self, field: str) -> int:
+        """The vocabulary threshold of a field: its own, else --min_count's default."""
+        return dict(self.field_min_counts).get(field, self.min_count)
         for name, size in (("default", self.hash_buckets), *self.field_hash_buckets):
             if not isinstance(size, int) or not 1 <= size <= 2**31 - 2:
                 bad("hash_buckets", f"{name}={size}" if name != "default" else size, "must be in [1, 2^31 - 2]")
@@ -70,27 +80,36 @@ class ConvertConfig:
             bad("rows_per_shard", self.rows_per_shard, "must be >= block_rows >= 1")
 
 
-def parse_hash_buckets(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
-    """--hash_buckets: one size for every field ("100000"), or sizes per field with a default for
-    the rest ("C3=10000000,C12=8000000,default=100000"); returns (default, ((field, size), ...))."""
+def parse_field_values(spec: str, flag: str, default: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """--hash_buckets / --min_count: one number for every field ("100000"), or numbers per field
+    with a default for the rest ("C3=10000000,C12=8000000,default=100000"); returns (default,
+    ((field, number), ...))."""
     spec = str(spec).strip()
-    default, per_field = 100_000, []
+    per_field = []
     if "=" not in spec:
         try:
             return int(spec.replace("_", "")), ()
         except ValueError:
-            raise ValueError(f"--hash_buckets={spec!r}: expected a number, or FIELD=N,...,default=N") from None
+            raise ValueError(f"--{flag}={spec!r}: expected a number, or FIELD=N,...,default=N") from None
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.partition("=")
         try:
-            size = int(value.replace("_", ""))
+            number = int(value.replace("_", ""))
         except ValueError:
-            raise ValueError(f"--hash_buckets={spec!r}: {part!r} is not FIELD=N") from None
+            raise ValueError(f"--{flag}={spec!r}: {part!r} is not FIELD=N") from None
         if name.strip() == "default":
-            default = size
+            default = number
         else:
-            per_field.append((name.strip(), size))
+            per_field.append((name.strip(), number))
     return default, tuple(per_field)
+
+
+def parse_hash_buckets(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
+    return parse_field_values(spec, "hash_buckets", 100_000)
+
+
+def parse_min_count(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
+    return parse_field_values(spec, "min_count", 2)
 
 
 def resolve_dense_transform(fmt: str, name: str) -> str:
@@ -121,6 +140,12 @@ def build_features(fmt: str, cfg: ConvertConfig, vocab_sizes: dict | None = None
                          f"categorical field of {fmt}; its fields: {', '.join(string_inputs)}")
     if per_field and cfg.categorical_encoding != "hash":
         raise ValueError("--hash_buckets per field needs --categorical_encoding=hash")
+    thresholds = dict(cfg.field_min_counts)
+    if set(thresholds) - set(string_inputs):
+        raise ValueError(f"--min_count names {', '.join(sorted(set(thresholds) - set(string_inputs)))}, not a "
+                         f"categorical field of {fmt}; its fields: {', '.join(string_inputs)}")
+    if thresholds and cfg.categorical_encoding != "vocab":
+        raise ValueError("--min_count per field needs --categorical_encoding=vocab")
     for name in string_inputs:
         params = {"last_chars": 2} if (fmt == "avazu_csv" and name == "hour") else {}
         group = field_groups.feature_group(fmt, name)
@@ -128,7 +153,7 @@ def build_features(fmt: str, cfg: ConvertConfig, vocab_sizes: dict | None = None
             params["hash_buckets"] = per_field.get(name, cfg.hash_buckets)
             size = params["hash_buckets"] + 1
         else:
-            params.update({"vocab_file": f"vocab/{name}.txt", "min_count": cfg.min_count,
+            params.update({"vocab_file": f"vocab/{name}.txt", "min_count": cfg.min_count_of(name),
                            "missing_id": preprocessing.MISSING_ID, "oov_id": preprocessing.OOV_ID})
             size = (vocab_sizes or {}).get(name, 0) + preprocessing.VOCAB_OFFSET
         features.append(schema_lib.FeatureSpec(name, schema_lib.CATEGORICAL, name, cfg.categorical_encoding,

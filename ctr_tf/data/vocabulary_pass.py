@@ -28,7 +28,7 @@ class VocabularyPass(WritePass):
     the rows go, split by split and in order, to a flat binary form in the work directory (label
     float32, dense float32 [D], categorical int32 [C]: final ids for the other fields,
     provisional ids for vocabulary fields, -1 for missing). Then the vocabularies are cut
-    (training count >= min_count; most frequent first, ties by value), and a remap pass over the
+    (training count >= the field's min_count; most frequent first, ties by value), and a remap pass over the
     binary form turns provisional ids into vocabulary ids (missing 0, out of vocabulary 1) and
     writes the shards. Two different values of one field with the same 64-bit fingerprint would
     share an id (about one chance in 30,000 for Kaggle's 34M values). The table of provisional
@@ -144,7 +144,7 @@ class VocabularyPass(WritePass):
         vocab_cols) and its training count. Returns each field's vocabulary size."""
         sizes = {}
         for v, (_, feat) in enumerate(self.vocab_cols):
-            ids = np.flatnonzero((fields == v) & (counts >= self.conv.cfg.min_count))
+            ids = np.flatnonzero((fields == v) & (counts >= self.conv.cfg.min_count_of(feat.source)))
             ordered = write_vocabulary(directory, feat.source, zip(counts[ids].tolist(), strings[ids].tolist(), ids.tolist()))
             self.final_ids[[i for _, _, i in ordered]] = preprocessing.VOCAB_OFFSET + np.arange(len(ordered))
             sizes[feat.source] = len(ordered)

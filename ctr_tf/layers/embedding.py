@@ -21,6 +21,21 @@ def make_initializer(name, std=DEFAULT_INIT_STD):
 
 
 _TABLE = threading.local()
+STORAGES = ("float32", "float16", "int8")
+
+
+@contextlib.contextmanager
+def table_storage(storage: str):
+    """FieldEmbeddings made inside store their tables as `storage` (a serving build: float16, or
+    int8 codes with each row's scale and offset; see FieldEmbedding)."""
+    if storage not in STORAGES:
+        raise ValueError(f"table storage must be one of {STORAGES}, got {storage!r}")
+    before = getattr(_TABLE, "storage", "float32")
+    _TABLE.storage = storage
+    try:
+        yield
+    finally:
+        _TABLE.storage = before
 
 
 @contextlib.contextmanager
@@ -61,10 +76,18 @@ class FieldEmbedding(tf.keras.layers.Layer):
     `table_l2` adds table_l2 / 2 * sum(E^2) over the whole table every step (FuxiCTR's
     convention): it pulls every row, the rare ones included, toward 0 at every step, at the price
     of a dense gradient over the table (an update of every row every step).
+
+    `storage` (a serving build, made under `table_storage`; `quantize_from` fills it from a
+    float32 table): float16, the table cast (2 bytes a value); int8, each value a byte code c with
+    each row's own scale s and offset, stored as its zero point z: w = s (c - z), s = (max - min) /
+    254 of the row, so the error is at most s / 2. The row's scale is a byte too, on a log scale
+    spanning the table's scales (rounded up: its codes still fit), and z a byte: D + 2 bytes a row
+    against 4 D. A 1-wide table (per-id weights) has one scale and zero point for the whole table.
+    The lookup dequantises only the gathered rows.
     """
 
     def __init__(self, vocab_sizes, dim, l2=0.0, initializer="truncated_normal", init_std=DEFAULT_INIT_STD,
-                 table_l2=0.0, **kwargs):
+                 table_l2=0.0, storage=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.dim = int(dim)
@@ -72,6 +95,9 @@ class FieldEmbedding(tf.keras.layers.Layer):
         self.table_l2 = float(table_l2)
         self.initializer = initializer
         self.init_std = float(init_std)
+        self.storage = storage or getattr(_TABLE, "storage", "float32")
+        if self.storage not in STORAGES:
+            raise ValueError(f"FieldEmbedding storage must be one of {STORAGES}, got {self.storage!r}")
         self.offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes)[:-1]]).astype(np.int64)
 
     def _make_initializer(self):
@@ -81,13 +107,56 @@ class FieldEmbedding(tf.keras.layers.Layer):
         if input_shape[-1] != len(self.vocab_sizes):
             raise ValueError(f"FieldEmbedding got {input_shape[-1]} id columns for "
                              f"{len(self.vocab_sizes)} vocabularies")
+        rows = int(sum(self.vocab_sizes))
+        if self.storage != "float32":  # a serving build: filled by quantize_from
+            self._build_quantized(rows)
+            super().build(input_shape)
+            return
         # Kept out of mixed-precision autocasting: an AutoCastVariable would be read (and cast)
         # whole before the gather, every step; the gathered rows are cast in call().
         with creating_table():  # the one variable a parameter-server strategy shards (runtime)
             self.embeddings = self.add_weight(
-                name="embeddings", shape=(int(sum(self.vocab_sizes)), self.dim), dtype=tf.float32,
+                name="embeddings", shape=(rows, self.dim), dtype=tf.float32,
                 initializer=self._make_initializer(), trainable=True, experimental_autocast=False)
         super().build(input_shape)
+
+    def _build_quantized(self, rows):
+        def var(name, shape, dtype):
+            return self.add_weight(name=name, shape=shape, dtype=dtype, initializer="zeros", trainable=False,
+                                   experimental_autocast=False)
+        if self.storage == "float16":
+            self.embeddings = var("embeddings", (rows, self.dim), tf.float16)
+            return
+        self.embeddings = var("codes", (rows, self.dim), tf.uint8)
+        rowwise = self.dim > 1
+        self.scale_codes = var("scale_codes", (rows,) if rowwise else (1,), tf.uint8)
+        self.zeros = var("zeros", (rows,) if rowwise else (1,), tf.uint8)
+        self.log_scale = var("log_scale", (2,), tf.float32)  # log of the smallest scale, log step a code
+
+    def quantize_from(self, table: np.ndarray) -> None:
+        """Fills a float16 or int8 build from a float32 table [rows, dim]."""
+        table = np.asarray(table, np.float32)
+        if self.storage == "float16":
+            self.embeddings.assign(table.astype(np.float16))
+            return
+        codes, scale_codes, zeros, log_scale = quantize_int8(table, rowwise=self.dim > 1)
+        self.embeddings.assign(codes)
+        self.scale_codes.assign(scale_codes)
+        self.zeros.assign(zeros)
+        self.log_scale.assign(log_scale)
+
+    def _rows(self, rows):
+        """The float32 rows of the table at `rows` (unique, int64), dequantised where stored so."""
+        emb = tf.nn.embedding_lookup(self.embeddings, rows)
+        if self.storage == "float32":
+            return emb
+        if self.storage == "float16":
+            return tf.cast(emb, tf.float32)
+        at = rows if self.dim > 1 else tf.zeros_like(rows)
+        k = tf.cast(tf.gather(self.scale_codes, at), tf.float32)
+        scale = tf.exp(self.log_scale[0] + k * self.log_scale[1])[:, None]
+        zero = tf.cast(tf.gather(self.zeros, at), tf.float32)[:, None]
+        return scale * (tf.cast(emb, tf.float32) - zero)
 
     def call(self, ids):
         rows = tf.cast(ids, tf.int64) + tf.constant(self.offsets)[None, :]
@@ -95,19 +164,40 @@ class FieldEmbedding(tf.keras.layers.Layer):
         # embedding_lookup, not gather: on a table sharded over parameter servers (a
         # ShardedVariable) gather returned wrong rows for unsorted ids; on one variable both are
         # the same gather.
-        emb = tf.gather(tf.nn.embedding_lookup(self.embeddings, unique_rows), position)
+        emb = tf.gather(self._rows(unique_rows), position)
         emb = tf.reshape(emb, tf.concat([tf.shape(rows), [self.dim]], 0))
         emb = tf.cast(emb, self.compute_dtype)
         if self.l2 > 0:
             batch = tf.cast(tf.shape(ids)[0], tf.float32)
             self.add_loss(self.l2 * tf.reduce_sum(tf.square(tf.cast(emb, tf.float32))) / batch)
-        if self.table_l2 > 0:
+        if self.table_l2 > 0 and self.storage == "float32":
             self.add_loss(self.table_l2 / 2 * tf.reduce_sum(tf.square(self.embeddings)))
         return emb
 
     def get_config(self):
         return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dim": self.dim,
-                "l2": self.l2, "initializer": self.initializer, "init_std": self.init_std, "table_l2": self.table_l2}
+                "l2": self.l2, "initializer": self.initializer, "init_std": self.init_std, "table_l2": self.table_l2,
+                "storage": self.storage}
+
+
+def quantize_int8(table: np.ndarray, rowwise: bool = True):
+    """(codes uint8 [R, D], scale codes uint8 [R] (or [1]), zero points uint8, [log s_min, log step])
+    of a float32 table: w ~ s (c - z), each row's s = (max - min) / 254 (at least its row's range
+    over 254, rounded up onto a 255-step log scale from the table's smallest scale to its largest),
+    z = round(-min / s)."""
+    t = table.astype(np.float64) if rowwise else table.reshape(1, -1).astype(np.float64)
+    lo = np.minimum(t.min(axis=1), 0.0)
+    hi = np.maximum(t.max(axis=1), 0.0)
+    scale = np.maximum((hi - lo) / 254.0, 1e-12)
+    log_min, log_max = np.float32(np.log(scale.min())), np.float32(np.log(scale.max()))
+    step = np.float32((log_max - log_min) / 255.0) if log_max > log_min else np.float32(1.0)
+    k = np.clip(np.ceil((np.log(scale) - log_min) / step - 1e-6), 0, 255).astype(np.float32)
+    q_scale = np.exp(log_min + k * step).astype(np.float64)  # as the lookup computes it, in float32
+    zero = np.clip(np.round(-lo / q_scale), 0, 255)
+    codes = np.clip(np.round(t / q_scale[:, None] + zero[:, None]), 0, 255)
+    if not rowwise:
+        codes = codes.reshape(table.shape)
+    return codes.astype(np.uint8), k.astype(np.uint8), zero.astype(np.uint8), np.array([log_min, step], np.float32)
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)

@@ -6,6 +6,7 @@ features in schema order.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from ctr_tf import layers
@@ -22,11 +23,72 @@ def field_names(schema) -> list[str]:
     return [f.name for f in schema.categorical_features] + [f.name for f in schema.dense_features]
 
 
+def table_layout(schema, cfg, dim: int | None = None) -> tuple[list[int], list[int]]:
+    """Each categorical field's embedding size and collision factor (0: no QR) under the
+    config's --embedding_dims / --embedding_dim_rule and --qr_fields / --qr_min_rows /
+    --qr_collisions; a bad setting is refused naming its flag and value."""
+    from ctr_tf.layers.mixed_embedding import rule_dims
+    cats = schema.categorical_features
+    names = [f.name for f in cats]
+    width = int(dim or cfg.embedding_dim)
+    dims = [width] * len(cats)
+    if cfg.embedding_dims or cfg.embedding_dim_rule:
+        if dim is not None and dim != cfg.embedding_dim:
+            raise ConfigError(f"--embedding_dims/--embedding_dim_rule: --model={cfg.name}'s tables are "
+                              f"{dim} wide for every field (field-aware vectors or per-id weights): it takes no "
+                              "per-field sizes")
+        if cfg.embedding_dim_rule:
+            try:
+                dims = rule_dims(cfg.embedding_dim_rule, [f.vocab_size for f in cats])
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        for part in filter(None, (p.strip() for p in cfg.embedding_dims.split(","))):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            try:
+                size = int(value)
+            except ValueError:
+                raise ConfigError(f"--embedding_dims={cfg.embedding_dims!r}: {part!r} is not FIELD=N") from None
+            if size < 1:
+                raise ConfigError(f"--embedding_dims={cfg.embedding_dims!r}: {name}={size} must be >= 1")
+            if name == "default":
+                if size != cfg.embedding_dim:
+                    raise ConfigError(f"--embedding_dims={cfg.embedding_dims!r}: default={size} differs from "
+                                      f"--embedding_dim={cfg.embedding_dim} (the default size; set that one)")
+                continue
+            if name not in names:
+                dense = [f.name for f in schema.dense_features]
+                why = ("is a dense feature, which has no table" if name in dense
+                       else f"is no field of the data; its categorical fields: {', '.join(names)}")
+                raise ConfigError(f"--embedding_dims={cfg.embedding_dims!r}: {name} {why}")
+            dims[names.index(name)] = size
+    qr = [0] * len(cats)
+    if cfg.qr_fields or cfg.qr_min_rows:
+        chosen = [n.strip() for n in cfg.qr_fields.split(",") if n.strip()]
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            raise ConfigError(f"--qr_fields={cfg.qr_fields!r}: {', '.join(unknown)} is no categorical field of the "
+                              f"data; its fields: {', '.join(names)}")
+        m = cfg.qr_collisions
+        for c, f in enumerate(cats):
+            if f.name in chosen or (cfg.qr_min_rows and f.vocab_size >= cfg.qr_min_rows):
+                if f.vocab_size <= m:
+                    raise ConfigError(f"--qr_fields={cfg.qr_fields!r}: {f.name} has {f.vocab_size} rows, not more "
+                                      f"than --qr_collisions={m}: the trick would save nothing")
+                if cfg.qr_combiner == "concat" and dims[c] % 2:
+                    raise ConfigError(f"--qr_combiner=concat: {f.name}'s size {dims[c]} is odd (Q and R take half each)")
+                qr[c] = m
+    return dims, qr
+
+
 class Embeddings:
     """A model's categorical table, built once; the views a builder asks for are made from it.
 
     `dim` is the width of a field's vector (FFM asks for K * (F - 1)); a view built twice is the
-    same tensor, so two views of one model always share one table.
+    same tensor, so two views of one model always share one table. With per-field sizes or the
+    quotient-remainder trick (table_layout) the fields live in a MixedEmbedding: `categorical()`
+    and `fields()` give every field projected to the common size, `flat_and_dense()` the vectors
+    as they are.
     """
 
     def __init__(self, inputs, schema, cfg, dim: int | None = None, name: str = "embedding"):
@@ -34,12 +96,20 @@ class Embeddings:
         self.dim = int(dim or cfg.embedding_dim)
         self.name = name
         self._cat = None
+        self._flat_cat = None
         self._dense = None
         self._cache = {}
         if schema.categorical_features:
-            self._cat = layers.FieldEmbedding(schema.vocab_sizes, self.dim, l2=cfg.embedding_l2,
-                                              init_std=cfg.embedding_init_std, table_l2=cfg.embedding_table_l2,
-                                              name=name)(inputs["cat"])
+            dims, qr = table_layout(schema, cfg, dim)
+            if all(d == self.dim for d in dims) and not any(qr):
+                self._cat = layers.FieldEmbedding(schema.vocab_sizes, self.dim, l2=cfg.embedding_l2,
+                                                  init_std=cfg.embedding_init_std, table_l2=cfg.embedding_table_l2,
+                                                  name=name)(inputs["cat"])
+            else:
+                from ctr_tf.layers.mixed_embedding import MixedEmbedding
+                self._cat, self._flat_cat = MixedEmbedding(
+                    schema.vocab_sizes, dims, self.dim, qr, cfg.qr_combiner, l2=cfg.embedding_l2,
+                    init_std=cfg.embedding_init_std, table_l2=cfg.embedding_table_l2, name=name)(inputs["cat"])
 
     def categorical(self) -> tf.Tensor | None:
         """[B, C, dim]: the categorical fields' vectors (None without categorical features)."""
@@ -65,7 +135,9 @@ class Embeddings:
         """[B, C * dim + D]: flattened categorical vectors followed by the raw dense values."""
         if "flat" not in self._cache:
             parts = []
-            if self._cat is not None:
+            if self._flat_cat is not None:
+                parts.append(self._flat_cat)
+            elif self._cat is not None:
                 parts.append(tf.keras.layers.Flatten(name=f"{self.name}_flat")(self._cat))
             if self.schema.dense_features:
                 parts.append(self.inputs["dense"])
@@ -146,3 +218,23 @@ def copy_weights(src: tf.keras.Model, dst: tf.keras.Model) -> None:
     for a, b in pairs:
         parts = layers.table_shards(b)
         a.assign(parts[0] if len(parts) == 1 else tf.concat([p.read_value() for p in parts], axis=0))
+
+
+def copy_into_storage(src: tf.keras.Model, dst: tf.keras.Model) -> None:
+    """dst's weights := src's, for a serving build whose tables store float16 or int8
+    (layers.embedding.table_storage): each table quantised from src's, every other weight copied."""
+    src_layers = [layer for layer in src.submodules if isinstance(layer, layers.FieldEmbedding)]
+    dst_layers = [layer for layer in dst.submodules if isinstance(layer, layers.FieldEmbedding)]
+    if len(src_layers) != len(dst_layers):
+        raise ValueError(f"cannot quantise {src.name}'s tables into {dst.name}: they differ in structure")
+    src_parts = {id(p) for layer in src_layers for p in layers.table_shards(layer.embeddings)}
+    dst_parts = {id(w) for layer in dst_layers for w in layer.weights}
+    for a, b in zip(src_layers, dst_layers):
+        parts = layers.table_shards(a.embeddings)
+        b.quantize_from(np.concatenate([p.numpy() for p in parts]) if len(parts) > 1 else parts[0].numpy())
+    rest_src = [w for w in src.weights if id(w) not in src_parts]
+    rest_dst = [w for w in dst.weights if id(w) not in dst_parts]
+    if len(rest_src) != len(rest_dst) or any(a.shape != b.shape for a, b in zip(rest_src, rest_dst)):
+        raise ValueError(f"cannot copy the weights of {src.name} into {dst.name}: they differ in structure")
+    for a, b in zip(rest_src, rest_dst):
+        b.assign(a)

@@ -110,5 +110,17 @@ def option_fields() -> dict[str, tuple[dataclasses.Field, list[str]]]:
 
 
 def build(schema, model_config):
-    """The registered model as a functional tf.keras.Model: {"dense", "cat"} -> logits [B, 1] float32."""
-    return entry(model_config.name).builder(schema, model_config)
+    """The registered model as a functional tf.keras.Model: {"dense", "cat"} -> logits [B, 1] float32.
+    Per-field sizes or the quotient-remainder trick that no table of the model took are refused."""
+    model = entry(model_config.name).builder(schema, model_config)
+    if schema.categorical_features and (model_config.embedding_dims or model_config.embedding_dim_rule
+                                        or model_config.qr_fields or model_config.qr_min_rows):
+        from ctr_tf.layers.mixed_embedding import MixedEmbedding
+        from ctr_tf.models.common import table_layout
+        dims, qr = table_layout(schema, model_config)
+        changed = any(d != model_config.embedding_dim for d in dims) or any(qr)
+        if changed and not any(isinstance(layer, MixedEmbedding) for layer in model.submodules):
+            from ctr_tf.config import ConfigError
+            raise ConfigError(f"--embedding_dims/--embedding_dim_rule/--qr_fields: --model={model_config.name} has no "
+                              "embedding table they apply to (its per-id weights keep one row an id)")
+    return model
