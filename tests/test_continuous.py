@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
-from ctr_tf import continuation, models, preprocessing, runtime
+from ctr_tf import continuation, models, preprocessing
 from ctr_tf import schema as schema_lib
 from ctr_tf.continuous import pipeline, scoring
 from ctr_tf.continuous.vocabulary import FREED, RunningVocabulary, SpanConverter

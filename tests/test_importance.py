@@ -3,7 +3,6 @@ teacher gives some fields no weight, on a model_dir's split and on its export fe
 rows; the command's table, JSON and chart, and its refusals."""
 import json
 import os
-import re
 import subprocess
 import sys
 

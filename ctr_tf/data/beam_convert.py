@@ -56,7 +56,7 @@ except ImportError as e:  # the optional extra
 
 from ctr_tf import fs
 from ctr_tf import schema as schema_lib
-from ctr_tf.data import reader, records, shards, synthetic
+from ctr_tf.data import reader, records, shards
 from ctr_tf.data.convert import Converter
 from ctr_tf.data.convert_config import SPLITS, ConversionError, ConvertConfig, build_features
 from ctr_tf.data.vocabulary_pass import write_vocabulary

@@ -60,10 +60,6 @@ class ConvertConfig:
         names = [n for n, _ in self.field_min_counts]
         if len(set(names)) != len(names):
             bad("min_count", ",".join(names), "names a field twice")
-
-    def min_count_of(self, field: str) -> int:
-        """The vocabulary threshold of a field: its own, else --min_count's default."""
-        return dict(self.field_min_counts).get(field, self.min_count)
         for name, size in (("default", self.hash_buckets), *self.field_hash_buckets):
             if not isinstance(size, int) or not 1 <= size <= 2**31 - 2:
                 bad("hash_buckets", f"{name}={size}" if name != "default" else size, "must be in [1, 2^31 - 2]")
@@ -78,6 +74,10 @@ class ConvertConfig:
             bad("max_reject_rate", self.max_reject_rate, "must be in [0, 1]")
         if self.block_rows < 1 or self.rows_per_shard < self.block_rows:
             bad("rows_per_shard", self.rows_per_shard, "must be >= block_rows >= 1")
+
+    def min_count_of(self, field: str) -> int:
+        """The vocabulary threshold of a field: its own, else --min_count's default."""
+        return dict(self.field_min_counts).get(field, self.min_count)
 
 
 def parse_field_values(spec: str, flag: str, default: int) -> tuple[int, tuple[tuple[str, int], ...]]:

@@ -19,7 +19,8 @@ class MixedEmbedding(tf.keras.layers.Layer):
     concat [Q, R] (each w_c / 2 wide); every id keeps a vector of its own in about V / m + m rows.
     `vectors` is every field's vector projected to `dim` by a w_c x dim matrix of its own where
     w_c != dim (models whose interactions need one size); `flat` concatenates them as they are
-    (models that concatenate).
+    (models that concatenate). The work is per group of fields of one width and kind (one gather,
+    one lookup, one batched projection), not per field.
     """
 
     def __init__(self, vocab_sizes, dims, dim, qr=None, qr_combiner="product", l2=0.0, init_std=DEFAULT_INIT_STD,
@@ -53,14 +54,23 @@ class MixedEmbedding(tf.keras.layers.Layer):
                     FieldEmbedding([self.qr[c] for c in split], part, name=f"remainder_d{width}", **table)]))
 
     def build(self, input_shape):
-        self.projections = {str(c): self.add_weight(name=f"projection_{c}", shape=(w, self.dim),
-                                               initializer="glorot_uniform")
-                            for c, w in enumerate(self.dims) if w != self.dim}
+        # One projection tensor a group of fields of one width other than `dim`: [fields, w, dim].
+        self.projections = {f"{kind}_d{width}": self.add_weight(
+            name=f"projection_{kind}_d{width}", shape=(len(fields), width, self.dim), initializer="glorot_uniform")
+            for kind, width, fields, _ in self.groups if width != self.dim}
+        order = [c for _, _, fields, _ in self.groups for c in fields]
+        self._field_order = [order.index(c) for c in range(len(order))]  # group order -> schema order
+        starts, at = {}, 0
+        for _, width, fields, _ in self.groups:
+            for c in fields:
+                starts[c] = (at, width)
+                at += width
+        self._flat_order = [i for c in range(len(order)) for i in range(starts[c][0], starts[c][0] + starts[c][1])]
         super().build(input_shape)
 
     def call(self, ids):
-        per_field = [None] * len(self.vocab_sizes)
-        for kind, _, fields, tables in self.groups:
+        vectors, flats = [], []
+        for kind, width, fields, tables in self.groups:  # a few groups: the ops do not grow with the fields
             sub = tf.gather(ids, fields, axis=1)
             if kind == "plain":
                 vec = tables[0](sub)
@@ -70,12 +80,14 @@ class MixedEmbedding(tf.keras.layers.Layer):
                 q, r = tables[0](sub // m), tables[1](sub % m)
                 vec = q * r if self.qr_combiner == "product" else q + r if self.qr_combiner == "sum" else \
                     tf.concat([q, r], axis=-1)
-            for j, c in enumerate(fields):
-                per_field[c] = vec[:, j]
-        flat = tf.concat(per_field, axis=1)
-        projected = [v if str(c) not in self.projections else tf.matmul(v, tf.cast(self.projections[str(c)], v.dtype))
-                     for c, v in enumerate(per_field)]
-        return tf.stack(projected, axis=1), flat
+            flats.append(tf.reshape(vec, [-1, len(fields) * width]))
+            key = f"{kind}_d{width}"
+            if key in self.projections:
+                vec = tf.einsum("bkw,kwd->bkd", vec, tf.cast(self.projections[key], vec.dtype))
+            vectors.append(vec)
+        vectors = vectors[0] if len(vectors) == 1 else tf.concat(vectors, axis=1)
+        flat = flats[0] if len(flats) == 1 else tf.concat(flats, axis=1)
+        return tf.gather(vectors, self._field_order, axis=1), tf.gather(flat, self._flat_order, axis=1)
 
     def get_config(self):
         return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dims": self.dims, "dim": self.dim,

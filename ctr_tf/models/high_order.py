@@ -86,7 +86,7 @@ def edcn(schema, cfg):
         return hol.RegulationModule(num_fields, opts.edcn_temperature, gate=opts.edcn_regulation,
                                     batch_norm=cfg.batch_norm, name=f"regulation_{i}")(x)
     cross, deep = regulation(0, _flat(e, "fields_flat"))
-    x0 = cross
+    x0, bridge = cross, None
     for i in range(opts.cross_layers):
         if i:
             cross, deep = regulation(i, bridge)
