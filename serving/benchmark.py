@@ -10,10 +10,18 @@ requests are built before timing, so the figures are the serving path's.
 Goals (2 cores): p99 <= 10 ms for a 100-row request at concurrency 1; gRPC <= 1.5x the
 in-process time at batch 128; batching >= 3x the rows/s of unbatched at concurrency 32, batch 1.
 The two ratios are judged on paired measurements after the table (see paired_ratios).
+
+Mode `swap` times version swaps (measure_swaps): a server of its own polling its base path as the
+real one does, new versions published by a rename into place (as exports and continuous
+training's pushes do) or written in place file by file (as another tool's copy would), each timed
+from the moment it is whole on disk to its first served answer, idle (one probe request every
+20 ms) and under load (serving.load's clients in a process of their own); failed requests counted.
+Goal: each swap within 5 s of the version's appearance, no failed request.
 """
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +42,7 @@ from ctr_tf import export as export_lib
 from ctr_tf import models
 from ctr_tf.data import convert, synthetic
 from serving import client as client_lib
+from serving.load import LoadProcess
 from serving.ports import free_port
 
 
@@ -43,10 +52,13 @@ def define_flags():
     flags.DEFINE_string("model", "deepfm", "Model name.")
     flags.DEFINE_list("batch_sizes", ["1", "16", "100", "128", "1024"], "Rows per request.")
     flags.DEFINE_list("concurrency", ["1", "8", "32"], "Client threads.")
-    flags.DEFINE_list("modes", ["in_process", "grpc", "grpc_batching", "rest"], "What to measure.")
+    flags.DEFINE_list("modes", ["in_process", "grpc", "grpc_batching", "rest", "swap"], "What to measure.")
     flags.DEFINE_float("seconds", 1.5, "Measured seconds per cell.")
     flags.DEFINE_integer("goal_rounds", 7, "Rounds of paired windows behind each goal's ratio.")
     flags.DEFINE_float("goal_seconds", 0.5, "Seconds of each window of a pair.")
+    flags.DEFINE_integer("swap_rounds", 3, "Swaps timed per condition (idle, under load) and way of publishing.")
+    flags.DEFINE_integer("swap_load_threads", 4, "serving.load's client threads during the swaps under load.")
+    flags.DEFINE_float("swap_poll_seconds", 1.0, "The swap server's --file_system_poll_wait_seconds (its default).")
 
 
 FLAGS = flags.FLAGS
@@ -125,9 +137,9 @@ def measure_grpc(port: int, request, concurrency: int, seconds: float):
     return asyncio.run(run())
 
 
-def start_server(base, port, rest_port=0, batching=False):
+def start_server(base, port, rest_port=0, batching=False, extra=()):
     args = [sys.executable, "-m", "serving.server", f"--model_name={FLAGS.model}", f"--model_base_path={base}",
-            f"--port={port}", f"--rest_api_port={rest_port}"]
+            f"--port={port}", f"--rest_api_port={rest_port}", *extra]
     if batching:
         args += ["--enable_batching", f"--batching_parameters_file={os.path.join(os.path.dirname(base), 'batching_parameters.pbtxt')}"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,9 +171,12 @@ def main(argv):
     if "grpc_batching" in FLAGS.modes:
         procs.append(start_server(base, ports["grpc_batching"], batching=True))
     fn = tf.saved_model.load(version).signatures["serving_default"]
-    results = []
+    results, swaps = [], []
     try:
         for mode in FLAGS.modes:
+            if mode == "swap":
+                swaps = measure_swaps(version, text, work, FLAGS.swap_rounds, FLAGS.swap_load_threads)
+                continue
             for b in sizes:
                 if mode == "in_process":
                     tensors = {k: tf.constant(v) for k, v in rows[b].items()}
@@ -198,7 +213,8 @@ def main(argv):
     print(f"{'mode':<14} {'batch':>5} {'conc':>4} {'req/s':>9} {'rows/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
     for mode, b, c, rps, rowsps, p50, p99 in results:
         print(f"{mode:<14} {b:>5} {c:>4} {rps:>9,.0f} {rowsps:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
-    print_goals({(mode, b, c): (rps, p99) for mode, b, c, rps, _, _, p99 in results}, paired)
+    print_swaps(swaps)
+    print_goals({(mode, b, c): (rps, p99) for mode, b, c, rps, _, _, p99 in results}, paired, swaps)
 
 
 def paired_ratios(in_process_call, ports: dict, requests: dict, rounds: int, seconds: float) -> dict:
@@ -220,9 +236,96 @@ def paired_ratios(in_process_call, ports: dict, requests: dict, rounds: int, sec
     return ratios
 
 
-def print_goals(cells: dict, paired: dict):
-    """The issue's three goals: the p99 from the table; the ratios from paired windows (median over
-    rounds, with the table's own ratio beside it). A goal whose cells were skipped is not shown."""
+def measure_swaps(version_dir: str, rows_file: str, work: str, rounds: int, load_threads: int) -> list:
+    """Publishes `rounds` new versions (copies of version_dir) per condition and way under a server
+    of its own; returns [(condition, way, seconds from whole on disk to first answer, failed
+    requests)]. Renamed: copied under a hidden name, then renamed into place. In place: saved_model.pb
+    first, then the rest file by file, so the server sees a partial version and must wait it out."""
+    base = os.path.join(work, "swap", FLAGS.model)
+    os.makedirs(base)
+    shutil.copytree(version_dir, os.path.join(base, "1"))
+    port = free_port()
+    proc = start_server(base, port, extra=[f"--file_system_poll_wait_seconds={FLAGS.swap_poll_seconds}"])
+    client = client_lib.PredictClient(f"127.0.0.1:{port}", FLAGS.model, retries=0)
+    probe_request = client.request(next(client_lib.read_batches(rows_file, 1)).rows)
+    out, number = [], 1
+    try:
+        for condition in ("idle", f"load {load_threads}x50 rows"):
+            load = LoadProcess(port, rows_file, FLAGS.model, threads=load_threads) if condition != "idle" else None
+            try:
+                if load:
+                    load.first_answer(number, 120)
+                for way in ("renamed", "in place"):
+                    for _ in range(rounds):
+                        number += 1
+                        target = os.path.join(base, str(number))
+                        if way == "renamed":
+                            hidden = os.path.join(base, f".incoming-{number}")
+                            shutil.copytree(version_dir, hidden)
+                            os.rename(hidden, target)
+                        else:
+                            _copy_in_place(version_dir, target)
+                        whole = time.monotonic()
+                        errors_before = len(load.errors) if load else 0
+                        if load:
+                            first = load.first_answer(number, 120)
+                            failed = len(load.errors) - errors_before
+                        else:
+                            first, failed = _probe_until(client, probe_request, number, 120)
+                        out.append((condition, way, first - whole, failed))
+                        print(f"swap {condition:<16} {way:<8} version {number:>3}: first answer "
+                              f"{first - whole:6.2f} s after it was whole, {failed} failed", flush=True)
+            finally:
+                if load:
+                    load.stop()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return out
+
+
+def _copy_in_place(src: str, target: str):
+    files = sorted((os.path.join(d, f) for d, _, names in os.walk(src) for f in names),
+                   key=lambda p: os.path.basename(p) != "saved_model.pb")
+    for f in files:
+        dest = os.path.join(target, os.path.relpath(f, src))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(f, dest)
+
+
+def _probe_until(client, request, version: int, timeout: float) -> tuple[float, int]:
+    """One request every 20 ms until one comes back from `version`: (its time, failed requests)."""
+    deadline, failed = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        try:
+            if client.prediction.Predict(request, timeout=30).model_spec.version.value == version:
+                return time.monotonic(), failed
+        except grpc.RpcError:
+            failed += 1
+        time.sleep(0.02)
+    raise TimeoutError(f"version {version} not served within {timeout} s")
+
+
+def print_swaps(swaps: list):
+    if not swaps:
+        return
+    print(f"\nVersion swaps (server polling every {FLAGS.swap_poll_seconds:g} s): seconds from a version "
+          "whole on disk to its first served answer")
+    print(f"{'condition':<18} {'published':<9} {'swaps':>5} {'median s':>9} {'max s':>7} {'failed':>7}")
+    for key in dict.fromkeys((c, w) for c, w, _, _ in swaps):
+        times = [t for c, w, t, _ in swaps if (c, w) == key]
+        failed = sum(f for c, w, _, f in swaps if (c, w) == key)
+        print(f"{key[0]:<18} {key[1]:<9} {len(times):>5} {np.median(times):>9.2f} {max(times):>7.2f} {failed:>7}")
+
+
+def print_goals(cells: dict, paired: dict, swaps: list = ()):
+    """The issue's goals: the p99 from the table; the ratios from paired windows (median over
+    rounds, with the table's own ratio beside it); the swaps' worst time and failures. A goal
+    whose cells were skipped is not shown."""
     goals = []
     if ("grpc", 100, 1) in cells:
         p99 = cells["grpc", 100, 1][1]
@@ -240,6 +343,10 @@ def print_goals(cells: dict, paired: dict):
         median = float(np.median(rounds))
         table = f"; table {cells[num][0] / cells[den][0]:.2f}x" if num in cells and den in cells else ""
         goals.append((f"{text}: {median:.2f}x (rounds {min(rounds):.2f}-{max(rounds):.2f}{table})", goal, met(median)))
+    if swaps:
+        worst, failed = max(t for _, _, t, _ in swaps), sum(f for *_, f in swaps)
+        goals.append((f"version swap, appearance to first answer: worst {worst:.2f} s, {failed} failed requests",
+                      "<= 5 s, 0", worst <= 5 and failed == 0))
     if goals:
         print("\ngoals")
     for text, goal, met in goals:

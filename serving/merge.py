@@ -122,4 +122,4 @@ def make_runner(fn, names: list[str], specs: list[tf.TensorSpec]):
 
     # the concrete function: called directly it skips tf.function's argument dispatch, about 0.15 ms
     # of Python a call (a tenth of a 128-row DeepFM call on 2 cores)
-    return tf.function(run).get_concrete_function(tf.TensorSpec([None, k_inputs], tf.string))
+    return tf.function(run, autograph=False).get_concrete_function(tf.TensorSpec([None, k_inputs], tf.string))

@@ -83,7 +83,7 @@ class Signature:
             def run_one(serialized):  # [inputs] -> outputs, for inputs merge does not handle
                 return fn(**{k: tf.ensure_shape(tf.io.parse_tensor(serialized[j], spec.dtype), spec.shape)
                              for j, (k, spec) in enumerate(zip(self.input_order, specs))})
-            self._run_one = tf.function(run_one).get_concrete_function(tf.TensorSpec([len(specs)], tf.string))
+            self._run_one = tf.function(run_one, autograph=False).get_concrete_function(tf.TensorSpec([len(specs)], tf.string))
         self.batcher = Batcher(self._run_batch, **batching) if batching and self._runner is not None else None
 
     def validate(self, protos) -> int:

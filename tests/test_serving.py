@@ -24,6 +24,7 @@ from ctr_tf.data import synthetic
 from serving import client as client_lib
 from serving import server as server_lib
 from serving.models import ModelManager, VersionPolicy
+from serving.load import LoadProcess
 from serving.ports import free_port
 from tests import helpers
 
@@ -299,52 +300,6 @@ def test_request_over_the_size_cap_is_resource_exhausted(setup):
         s.stop(0)
 
 
-class _Load:
-    """serving.load in a process of its own (as a server's clients are): its answers' versions,
-    read as they come; `wait_for(version)` returns once one answer came from that version."""
-
-    def __init__(self, port, text, threads=4, seconds=180):
-        import queue
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.load", f"--server=127.0.0.1:{port}", "--model=deepfm", f"--input={text}",
-             f"--threads={threads}", f"--seconds={seconds}"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True)
-        self.versions, self.errors, self.lines = [], [], queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.split())
-        self.lines.put(None)
-
-    def wait_for(self, version, timeout):
-        """Seconds until the first answer from `version`; an AssertionError after `timeout`."""
-        import queue
-        t0 = time.monotonic()
-        while True:
-            try:
-                item = self.lines.get(timeout=max(0.0, t0 + timeout - time.monotonic()))
-            except queue.Empty:
-                item = None
-            assert item is not None, f"no answer from version {version} within {timeout} s (saw {set(self.versions)})"
-            if item[1] == "error":
-                self.errors.append(item[2])
-            else:
-                self.versions.append(int(item[1]))
-                if int(item[1]) == version:
-                    return time.monotonic() - t0
-
-    def stop(self):
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except (subprocess.TimeoutExpired, OSError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_version_swap_under_load_fails_no_request_renamed_or_written_in_place(setup, tmp_path):
     """Clients in another process keep a server busy; version 2 appears by a rename (as the
     export and the continuous pipeline's pushes publish), version 3 is written in place file by
@@ -358,11 +313,11 @@ def test_version_swap_under_load_fails_no_request_renamed_or_written_in_place(se
     for seed in (2, 3):
         export_random_model(setup["schema"], str(staged), seed)
     s = start_server(str(base / "deepfm"), rest=False)
-    load = _Load(s.port, setup["text"])
+    load = LoadProcess(s.port, setup["text"], cwd=ROOT)
     try:
-        load.wait_for(1, 120)
+        load.first_answer(1, 120)
         os.rename(staged / "deepfm" / "1", base / "deepfm" / "2")
-        load.wait_for(2, 120)
+        load.first_answer(2, 120)
         (base / "deepfm" / "3").mkdir()
         src = staged / "deepfm" / "2"
         files = sorted(src.rglob("*"), key=lambda p: p.name != "saved_model.pb")
@@ -374,7 +329,7 @@ def test_version_swap_under_load_fails_no_request_renamed_or_written_in_place(se
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, target)
-        load.wait_for(3, 120)
+        load.first_answer(3, 120)
     finally:
         load.stop()
         s.stop(0)
