@@ -1,4 +1,6 @@
 # The two commands of the README. Both create .venv and install the package (pinned deps) first.
+# test: two pytest-xdist workers (CI has two cores), the ten slowest tests printed; tests/conftest.py
+# fails the run when it takes longer than its budget (CTR_TF_SUITE_BUDGET_S, 14 minutes).
 PY := .venv/bin/python
 
 .venv/installed: setup.cfg pyproject.toml
@@ -12,4 +14,4 @@ demo: .venv/installed
 	$(PY) -m pipelines.demo
 
 test: .venv/installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=10 tests

@@ -28,6 +28,8 @@ flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench", "Scratch directory (the tex
 flags.DEFINE_integer("batch_size", 4096, "Batch size of the read benchmark.")
 flags.DEFINE_integer("threads", 2, "Conversion threads.")
 flags.DEFINE_integer("beam_rows", 200_000, "Rows the Beam runner converts (0: skip it).")
+flags.DEFINE_string("beam_options", "", "Beam pipeline options of the Beam rows; default: the DirectRunner with "
+                    "one worker process per CPU (ctr_tf.data.beam_convert.default_options).")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds of floor, hash and vocabulary conversion.")
 FLAGS = flags.FLAGS
 
@@ -49,7 +51,7 @@ def timed_convert(path: str, out: str, encoding: str, runner: str = "local") -> 
     start = time.perf_counter()
     if runner == "beam":
         from ctr_tf.data import beam_convert
-        schema = beam_convert.convert(cfg, range_bytes=16 << 20)
+        schema = beam_convert.convert(cfg, FLAGS.beam_options, range_bytes=16 << 20)
     else:
         schema = convert.convert(cfg)
     return schema.info["rows_read"] / (time.perf_counter() - start), schema
@@ -114,8 +116,10 @@ def main(argv):
         print(f"{name:<46} {min(rates):>10,.0f} - {max(rates):>9,.0f} {min(ratios):>6.2f} - {max(ratios):.2f}")
     print(f"{'TFRecord read + parse, tf.data, batch %d' % FLAGS.batch_size:<46} {reading:>22,.0f}")
     if beam:
-        print(f"\n{FLAGS.beam_rows:,} rows, Beam's DirectRunner with {os.cpu_count()} worker processes on this "
-              "machine (a local test runner: not a cluster figure), and the local runner on the same file")
+        runner = (f"Beam with {FLAGS.beam_options}" if FLAGS.beam_options else
+                  f"Beam's DirectRunner with {os.cpu_count()} worker processes")
+        print(f"\n{FLAGS.beam_rows:,} rows, {runner} on this machine (a local test runner: not a cluster "
+              "figure), and the local runner on the same file")
         for name, rate, same in beam:
             print(f"{name:<46} {rate:>22,.0f}   {same}")
 

@@ -166,8 +166,13 @@ def main(argv):
     rows = {b: {k: v[:b] for k, v in all_rows.items()} for b in sizes}
     ports = {m: free_port() for m in ("grpc", "grpc_batching", "rest")}
     procs = []
-    if "grpc" in FLAGS.modes or "rest" in FLAGS.modes:
-        procs.append(start_server(base, ports["grpc"], rest_port=ports["rest"]))
+    grpc_base = base
+    if "swap" in FLAGS.modes:  # the swaps publish into a copy that the unbatched server serves
+        grpc_base = os.path.join(work, "swap", FLAGS.model)
+        shutil.copytree(version, os.path.join(grpc_base, os.path.basename(version)))
+    if {"grpc", "rest", "swap"} & set(FLAGS.modes):
+        procs.append(start_server(grpc_base, ports["grpc"], rest_port=ports["rest"],
+                                  extra=[f"--file_system_poll_wait_seconds={FLAGS.swap_poll_seconds}"]))
     if "grpc_batching" in FLAGS.modes:
         procs.append(start_server(base, ports["grpc_batching"], batching=True))
     fn = tf.saved_model.load(version).signatures["serving_default"]
@@ -175,8 +180,7 @@ def main(argv):
     try:
         for mode in FLAGS.modes:
             if mode == "swap":
-                swaps = measure_swaps(version, text, work, FLAGS.swap_rounds, FLAGS.swap_load_threads)
-                continue
+                continue  # after the table and the paired rounds, on the unbatched server
             for b in sizes:
                 if mode == "in_process":
                     tensors = {k: tf.constant(v) for k, v in rows[b].items()}
@@ -205,6 +209,8 @@ def main(argv):
             tensors_128 = {k: tf.constant(v) for k, v in goal_rows[128].items()}
             in_process = lambda: fn(**tensors_128)["probability"].numpy()  # noqa: E731
         paired = paired_ratios(in_process, served, goal_requests, FLAGS.goal_rounds, FLAGS.goal_seconds)
+        if "swap" in FLAGS.modes:
+            swaps = measure_swaps(grpc_base, ports["grpc"], version, text, FLAGS.swap_rounds, FLAGS.swap_load_threads)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -236,55 +242,43 @@ def paired_ratios(in_process_call, ports: dict, requests: dict, rounds: int, sec
     return ratios
 
 
-def measure_swaps(version_dir: str, rows_file: str, work: str, rounds: int, load_threads: int) -> list:
-    """Publishes `rounds` new versions (copies of version_dir) per condition and way under a server
-    of its own; returns [(condition, way, seconds from whole on disk to first answer, failed
-    requests)]. Renamed: copied under a hidden name, then renamed into place. In place: saved_model.pb
-    first, then the rest file by file, so the server sees a partial version and must wait it out."""
-    base = os.path.join(work, "swap", FLAGS.model)
-    os.makedirs(base)
-    shutil.copytree(version_dir, os.path.join(base, "1"))
-    port = free_port()
-    proc = start_server(base, port, extra=[f"--file_system_poll_wait_seconds={FLAGS.swap_poll_seconds}"])
+def measure_swaps(base: str, port: int, version_dir: str, rows_file: str, rounds: int, load_threads: int) -> list:
+    """Publishes `rounds` new versions (copies of version_dir) per condition and way into `base`,
+    which the server at `port` serves; returns [(condition, way, seconds from whole on disk to
+    first answer, failed requests)]. Renamed: copied under a hidden name, then renamed into place.
+    In place: saved_model.pb first, then the rest file by file, so the server may see a partial
+    version and must wait it out."""
     client = client_lib.PredictClient(f"127.0.0.1:{port}", FLAGS.model, retries=0)
     probe_request = client.request(next(client_lib.read_batches(rows_file, 1)).rows)
-    out, number = [], 1
-    try:
-        for condition in ("idle", f"load {load_threads}x50 rows"):
-            load = LoadProcess(port, rows_file, FLAGS.model, threads=load_threads) if condition != "idle" else None
-            try:
-                if load:
-                    load.first_answer(number, 120)
-                for way in ("renamed", "in place"):
-                    for _ in range(rounds):
-                        number += 1
-                        target = os.path.join(base, str(number))
-                        if way == "renamed":
-                            hidden = os.path.join(base, f".incoming-{number}")
-                            shutil.copytree(version_dir, hidden)
-                            os.rename(hidden, target)
-                        else:
-                            _copy_in_place(version_dir, target)
-                        whole = time.monotonic()
-                        errors_before = len(load.errors) if load else 0
-                        if load:
-                            first = load.first_answer(number, 120)
-                            failed = len(load.errors) - errors_before
-                        else:
-                            first, failed = _probe_until(client, probe_request, number, 120)
-                        out.append((condition, way, first - whole, failed))
-                        print(f"swap {condition:<16} {way:<8} version {number:>3}: first answer "
-                              f"{first - whole:6.2f} s after it was whole, {failed} failed", flush=True)
-            finally:
-                if load:
-                    load.stop()
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    out, number = [], max(int(d) for d in os.listdir(base) if d.isdigit())
+    for condition in ("idle", f"load {load_threads}x50 rows"):
+        load = LoadProcess(port, rows_file, FLAGS.model, threads=load_threads) if condition != "idle" else None
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if load:
+                load.first_answer(number, 120)
+            for way in ("renamed", "in place"):
+                for _ in range(rounds):
+                    number += 1
+                    target = os.path.join(base, str(number))
+                    if way == "renamed":
+                        hidden = os.path.join(base, f".incoming-{number}")
+                        shutil.copytree(version_dir, hidden)
+                        os.rename(hidden, target)
+                    else:
+                        _copy_in_place(version_dir, target)
+                    whole = time.monotonic()
+                    errors_before = len(load.errors) if load else 0
+                    if load:
+                        first = load.first_answer(number, 120)
+                        failed = len(load.errors) - errors_before
+                    else:
+                        first, failed = _probe_until(client, probe_request, number, 120)
+                    out.append((condition, way, first - whole, failed))
+                    print(f"swap {condition:<16} {way:<8} version {number:>3}: first answer "
+                          f"{first - whole:6.2f} s after it was whole, {failed} failed", flush=True)
+        finally:
+            if load:
+                load.stop()
     return out
 
 

@@ -1,4 +1,4 @@
-"""The converter on Apache Beam (DirectRunner, two worker processes) against the local converter:
+"""The converter on Apache Beam (DirectRunner, two worker threads or processes) against the local converter:
 the same rows in every split, the same vocabularies, rejects and schema; a failed run publishes
 nothing and leaves no process behind. Also the pieces both runners share: byte ranges of a file,
 the split drawn from a line's text, transforms whose bits do not depend on a row's place."""
@@ -20,15 +20,21 @@ from ctr_tf.data import compare, reader, shards, synthetic
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BEAM_OPTIONS = "--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2"
-def run_converter(runner, out_dir, *flags, timeout=240):
+# Beam's DirectRunner over two worker processes (each imports TensorFlow and Beam: 25 s a run
+# here) where a test is about worker processes; over two worker threads (11 s) where it compares
+# what the pipeline writes, which goes through the same pickled transforms either way.
+PROCESSES = "--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2"
+THREADS = "--runner=DirectRunner --direct_running_mode=multi_threading --direct_num_workers=2"
+
+
+def run_converter(runner, out_dir, *flags, timeout=240, beam_options=PROCESSES):
     """The command line converter in a process group of its own; every process of the group is
     killed afterwards, and the test fails if any had outlived the command."""
     cmd = [sys.executable, "-m", "pipelines.criteo_to_tfrecords", f"--output_dir={out_dir}", "--progress=false",
            f"--runner={runner}", *flags]
     env = dict(os.environ)
     if runner == "beam":
-        cmd += [f"--beam_options={BEAM_OPTIONS}", "--beam_range_bytes=200000"]
+        cmd += [f"--beam_options={beam_options}", "--beam_range_bytes=200000"]
         env["TMPDIR"] = tmp = tempfile.mkdtemp(prefix="beam-run-tmp")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=env)
@@ -94,7 +100,7 @@ def test_beam_runner_matches_local_in_vocabulary_mode_with_rejects(bad_input, tm
     flags = [f"--input={bad_input / 'bad.tsv'}", "--min_count=2", "--compression=gzip", "--block_rows=500",
              "--seed=3", "--missing_indicator"]
     for runner in ("local", "beam"):
-        rc, out = run_converter(runner, tmp_path / runner, *flags)
+        rc, out = run_converter(runner, tmp_path / runner, *flags, beam_options=THREADS)
         assert rc == 0, out[-3000:]
     local, beam = assert_same_conversion(tmp_path / "local", tmp_path / "beam")
     assert beam.info["rejected_rows"] == 4 and len(beam.info["reject_reasons"]) == 3
@@ -129,12 +135,12 @@ def test_failed_beam_run_publishes_nothing(bad_input, tmp_path):
     error (a truncated gzip file) comes back as one line; the output directory holds no
     schema.json, shard or vocabulary, and no worker process is left."""
     rc, out = run_converter("beam", tmp_path / "out", f"--input={bad_input / 'bad.tsv'}", "--max_reject_rate=0.0001",
-                            "--categorical_encoding=hash")
+                            "--categorical_encoding=hash", beam_options=THREADS)
     assert rc != 0 and "max_reject_rate" in out, out[-2000:]
     left = os.listdir(tmp_path / "out")
     assert not [n for n in left if n == "schema.json" or shards.SHARD_NAME.fullmatch(n) or n.startswith(".incomplete")
                 or n == "vocab"], left
-    # a worker's error (a truncated gzip file): one line naming the file, no traceback, nothing left
+    # a worker process's error (a truncated gzip file): one line naming the file, no traceback, nothing left
     data = gzip.compress((bad_input / "bad.tsv").read_bytes())
     (tmp_path / "cut.tsv.gz").write_bytes(data[:len(data) // 2])
     rc, out = run_converter("beam", tmp_path / "cut", f"--input={tmp_path / 'cut.tsv.gz'}", "--categorical_encoding=hash")

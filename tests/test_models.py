@@ -48,7 +48,9 @@ def _toy_rows(schema, n, seed):
 
 @pytest.mark.parametrize("name", models.names())
 def test_every_model_trains_in_bfloat16_exports_and_serves_what_it_computes(tmp_path, name):
-    """Each model at test size: trains a few steps under mixed_bfloat16 with a finite loss; its
+    """Each model at test size: trains two steps under mixed_bfloat16 with a finite loss (run
+    eagerly: tracing Keras' train step per model costs more than the steps; the trainer's own
+    mixed-precision test trains in a traced step); its
     weights copy into a float32 build (what an export after mixed precision or parameter servers
     does); the SavedModel, preprocessing inside, scores raw rows as the model does in process;
     and a Keras save/load round trip gives the same outputs."""
@@ -62,8 +64,9 @@ def test_every_model_trains_in_bfloat16_exports_and_serves_what_it_computes(tmp_
     x = {"dense": dense, "cat": cat}
     with runtime.precision("mixed_bfloat16"):
         mixed = models.build(schema, cfg)
-        mixed.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
-        history = mixed.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        mixed.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                      run_eagerly=True)
+        history = mixed.fit(x, y, batch_size=48, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert mixed(x, training=False).dtype == tf.float32
     model = models.build(schema, cfg)

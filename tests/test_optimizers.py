@@ -21,6 +21,15 @@ def simulate(rows_per_step, start, target, table_l2, cut_at=None):
     m, v = np.zeros_like(w), np.zeros_like(w)
     table = tf.Variable(start)
     opt = optimizers.LazyAdam(LR, table_l2=table_l2, l2_tables=[table])
+    dim = start.shape[1]
+
+    # the lazy side's step in one graph (as training runs it): its own rows' pull toward target
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, dim], tf.float32),
+                                  tf.TensorSpec([None, dim], tf.float32)], autograph=False)
+    def lazy_step(rows, target_rows, noise):
+        grad = 1e-4 * tf.sign(tf.gather(table, rows) - target_rows) * noise
+        opt.apply_gradients([(tf.IndexedSlices(grad, rows), table)])
+
     lr = LR
     for t, rows in enumerate(rows_per_step, start=1):
         if t == cut_at:
@@ -31,9 +40,7 @@ def simulate(rows_per_step, start, target, table_l2, cut_at=None):
         g[rows] += 1e-4 * np.sign(w[rows] - target[rows]) * noise
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
         w -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-8)
-        lazy_rows = table.numpy()[rows]
-        grad = 1e-4 * np.sign(lazy_rows - target[rows]) * noise
-        opt.apply_gradients([(tf.IndexedSlices(tf.constant(grad, tf.float32), tf.constant(rows)), table)])
+        lazy_step(tf.constant(rows, tf.int32), tf.constant(target[rows], tf.float32), tf.constant(noise, tf.float32))
     opt.settle()
     return w, table.numpy(), opt
 
