@@ -57,7 +57,8 @@ def define_flags():
     flags.DEFINE_integer("goal_rounds", 7, "Rounds of paired windows behind each goal's ratio.")
     flags.DEFINE_float("goal_seconds", 0.5, "Seconds of each window of a pair.")
     flags.DEFINE_integer("swap_rounds", 3, "Swaps timed per condition (idle, under load) and way of publishing.")
-    flags.DEFINE_integer("swap_load_threads", 4, "serving.load's client threads during the swaps under load.")
+    flags.DEFINE_integer("swap_load_threads", 4, "serving.load's client threads during the swaps under load "
+                         "(0: idle swaps only).")
     flags.DEFINE_float("swap_poll_seconds", 1.0, "The swap server's --file_system_poll_wait_seconds (its default).")
 
 
@@ -251,7 +252,8 @@ def measure_swaps(base: str, port: int, version_dir: str, rows_file: str, rounds
     client = client_lib.PredictClient(f"127.0.0.1:{port}", FLAGS.model, retries=0)
     probe_request = client.request(next(client_lib.read_batches(rows_file, 1)).rows)
     out, number = [], max(int(d) for d in os.listdir(base) if d.isdigit())
-    for condition in ("idle", f"load {load_threads}x50 rows"):
+    conditions = ["idle"] + ([f"load {load_threads}x50 rows"] if load_threads > 0 else [])
+    for condition in conditions:
         load = LoadProcess(port, rows_file, FLAGS.model, threads=load_threads) if condition != "idle" else None
         try:
             if load:
