@@ -21,6 +21,7 @@ projected at 20 minutes or less.
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import shutil
 import subprocess
@@ -94,27 +95,21 @@ def train(work: str, data_dir: str, name: str, mode: str, extra=()) -> dict:
             "ms_per_step": 1000.0 * BATCH / examples if examples else float("nan")}
 
 
-def serve(work: str, export_base: str) -> dict:
+@contextlib.contextmanager
+def local_server(work: str, model_name: str, base_path: str, timeout: float = 600):
+    """The local server on `base_path` in a process of its own (127.0.0.1, a free port), its log
+    appended to <work>/server.log: yields (process, client) once the model is available; the
+    process is stopped by its pid on the way out, whatever happened."""
     from serving import client as client_lib
     from serving.ports import free_ports
-    from ctr_tf import export as export_lib
-    from ctr_tf import schema as schema_lib
     port, = free_ports(1)
-    log = open(os.path.join(work, "server.log"), "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--model_name=deepfm",
-                             f"--model_base_path={export_base}", f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
+    log = open(os.path.join(work, "server.log"), "a")
+    proc = subprocess.Popen([sys.executable, "-m", "serving.server", f"--model_name={model_name}",
+                             f"--model_base_path={base_path}", f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        c = client_lib.PredictClient(f"127.0.0.1:{port}", "deepfm")
-        c.wait_until_available(600)
-        load = time.perf_counter() - t0
-        version = export_lib.latest_version_dir(os.path.dirname(export_base), "deepfm")
-        schema = schema_lib.load(os.path.join(version, "assets.extra"))
-        rows = export_lib.representative_rows(schema, 1)
-        t1 = time.perf_counter()
-        c.predict(rows)
-        first = time.perf_counter() - t1
-        peak = _vm_hwm_gb(proc.pid)
+        c = client_lib.PredictClient(f"127.0.0.1:{port}", model_name)
+        c.wait_until_available(timeout)
+        yield proc, c
     finally:
         proc.terminate()
         try:
@@ -123,16 +118,32 @@ def serve(work: str, export_base: str) -> dict:
             proc.kill()
             proc.wait()
         log.close()
-    return {"stage": "serve: load + first request", "seconds": load, "peak_gb": peak, "rate": float("nan"),
-            "unit": "", "note": f"first request {first * 1000:.0f} ms"}
 
 
-def _vm_hwm_gb(pid: int) -> float:
+def status_gb(pid: int, key: str) -> float:
+    """A memory figure of /proc/<pid>/status (VmRSS: resident now, VmHWM: its peak) in GB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def serve(work: str, export_base: str) -> dict:
+    from ctr_tf import export as export_lib
+    from ctr_tf import schema as schema_lib
+    t0 = time.perf_counter()
+    with local_server(work, "deepfm", export_base) as (proc, c):
+        load = time.perf_counter() - t0
+        version = export_lib.latest_version_dir(os.path.dirname(export_base), "deepfm")
+        schema = schema_lib.load(os.path.join(version, "assets.extra"))
+        rows = export_lib.representative_rows(schema, 1)
+        t1 = time.perf_counter()
+        c.predict(rows)
+        first = time.perf_counter() - t1
+        peak = status_gb(proc.pid, "VmHWM")
+    return {"stage": "serve: load + first request", "seconds": load, "peak_gb": peak, "rate": float("nan"),
+            "unit": "", "note": f"first request {first * 1000:.0f} ms"}
 
 
 def training_state_gb(table_rows: int, embedding_dim: int) -> float:

@@ -22,10 +22,8 @@ table size.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -36,7 +34,7 @@ from absl import flags
 from ctr_tf import console, metrics
 from ctr_tf import flags as ctr_flags
 from ctr_tf.data import synthetic
-from pipelines.benchmark_scale import dir_bytes, run_measured
+from pipelines.benchmark_scale import dir_bytes, local_server, run_measured, status_gb
 
 FLAGS = flags.FLAGS
 BATCH = 4096
@@ -112,6 +110,11 @@ def parameters(model_dir: str) -> tuple[int, int]:
 
 
 def export(work: str, run: dict, model: str, dtype: str) -> str:
+    """The run's export with its tables in `dtype`: float32 is the one its training wrote; the
+    others come from `--mode=export` on its model_dir."""
+    own = os.path.join(run["model_dir"], "export", model, "1")
+    if dtype == "float32" and os.path.exists(os.path.join(own, "saved_model.pb")):
+        return own
     base = os.path.join(work, "exports", f"{os.path.basename(run['model_dir'])}-{dtype}")
     if not os.path.exists(os.path.join(base, model, "1", "saved_model.pb")):
         shutil.rmtree(base, ignore_errors=True)
@@ -133,42 +136,17 @@ def serve(work: str, version: str, heldout: str) -> dict:
     """The local server on one export: resident memory after load, p99 of 100-row requests, and
     the served AUC on the held-out rows."""
     from serving import client as client_lib
-    from serving.ports import free_ports
-    port, = free_ports(1)
-    log = open(os.path.join(work, "server.log"), "a")
-    proc = subprocess.Popen([sys.executable, "-m", "serving.server", "--model_name=m",
-                             f"--model_base_path={os.path.dirname(version)}", f"--port={port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        c = client_lib.PredictClient(f"127.0.0.1:{port}", "m")
-        c.wait_until_available(900)
-        rss = _vm_rss_gb(proc.pid)
-        rows = next(client_lib.read_batches(heldout, 100)).rows
-        request = c.request(rows)
+    with local_server(work, "m", os.path.dirname(version), timeout=900) as (proc, c):
+        rss = status_gb(proc.pid, "VmRSS")
+        request = c.request(next(client_lib.read_batches(heldout, 100)).rows)
         latencies = []
         for _ in range(200):
             t0 = time.perf_counter()
             c.prediction.Predict(request, timeout=30)
             latencies.append(time.perf_counter() - t0)
         probs, labels, _ = client_lib.score_file(c, heldout, 4096)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
     return {"server_gb": rss, "p99_ms": 1000 * float(np.percentile(latencies, 99)),
             "served_auc": metrics.exact_auc(labels, probs), "export_gb": dir_bytes(version) / 2**30}
-
-
-def _vm_rss_gb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return math.nan
 
 
 def main(argv):
@@ -180,7 +158,8 @@ def main(argv):
     text, heldout = os.path.join(work, "train.tsv"), os.path.join(work, "heldout.tsv")
     if not os.path.exists(heldout + ".proba"):
         synthetic.write(text, FLAGS.rows, seed=0, scale=FLAGS.scale)
-        synthetic.write(heldout, max(FLAGS.rows // 10, 20_000), seed=0, scale=FLAGS.scale, data_seed=1)
+        synthetic.write(heldout, FLAGS.heldout_rows or max(FLAGS.rows // 10, 20_000), seed=0, scale=FLAGS.scale,
+                        data_seed=1)
     cards = [max(round(c * FLAGS.scale), 2) for c in synthetic.KAGGLE_CARDINALITIES]
     big = [f"C{j + 1}" for j, c in enumerate(cards) if c >= BIG]
     data = {"plain": convert(work, text, heldout, "hash_full", ["--categorical_encoding=hash",
@@ -258,7 +237,8 @@ def goals(rows: list[dict]) -> str:
 
 
 def define_flags():
-    flags.DEFINE_integer("rows", 1_000_000, "Planted training rows (held-out: a tenth, at least 20,000).")
+    flags.DEFINE_integer("rows", 1_000_000, "Planted training rows.")
+    flags.DEFINE_integer("heldout_rows", 0, "Held-out planted rows (0: a tenth of --rows, at least 20,000).")
     flags.DEFINE_float("scale", 1.0, "Scale of Kaggle's cardinalities.")
     flags.DEFINE_list("models", ["deepfm", "dcn_v2"], "Models, each from its shipped flagfile.")
     flags.DEFINE_list("configurations", ["plain", "thresholds", "mixed_half", "mixed_quarter", "qr4", "qr16", "hash4",

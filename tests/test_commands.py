@@ -108,3 +108,13 @@ def test_scale_benchmark_prints_its_table_with_peak_memory_per_stage(tmp_path):
         assert f"\n{stage}" in table or f"\n  {stage}" in table, stage
     assert re.search(r"\ntrain: deepfm_full +[\d.]+ +[\d.]+ +[\d,]+ examples/s", table), table
     assert "whole run's peak / training state" in table and "PROJECTION, not measured" in table
+
+
+def test_table_size_benchmark_prints_its_table_and_goals(tmp_path):
+    out = run("pipelines.benchmark_table_size", "--rows=2000", "--heldout_rows=2000", "--scale=0.0005",
+              "--models=deepfm",
+              "--configurations=plain", "--dtypes=float32,int8", "--epochs=1", f"--work_dir={tmp_path}")
+    table = out[out.index("model    table"):]
+    for dtype in ("float32", "int8"):
+        assert re.search(rf"\ndeepfm +plain +{dtype} +0\.\d{{4}} +0\.\d{{4}} +[\d,]+ ", table), table
+    assert re.search(r"deepfm int8: export [\d.]+% of float32, server [\d.]+% \(<= 30%\); served AUC [+-]0\.\d+", out)
