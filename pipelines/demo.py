@@ -1,6 +1,6 @@
 """The main job on an embedded default, through the same commands a user runs.
 
-  python -m pipelines.demo [--work_dir=demo] [--rows=200000]
+  python -m pipelines.demo [--work_dir=demo] [--rows=200000] [--epochs=2] [--heldout_rows=20000]
 
 1. python -m pipelines.synthetic_criteo     synthetic Criteo text with known click probabilities
 2. python -m pipelines.criteo_to_tfrecords  TFRecords + schema.json (vocabulary, log1p)
@@ -22,6 +22,7 @@ from absl import app, flags
 flags.DEFINE_string("work_dir", "demo", "Where the demo writes its data, model and predictions.")
 flags.DEFINE_integer("rows", 200_000, "Synthetic rows.")
 flags.DEFINE_integer("epochs", 2, "Training epochs.")
+flags.DEFINE_integer("heldout_rows", 20_000, "Held-out rows of the same planted model, scored over gRPC.")
 FLAGS = flags.FLAGS
 
 
@@ -40,8 +41,9 @@ def main(argv):
     model = os.path.join(work, "model")
     heldout = os.path.join(work, "heldout_criteo.tsv")
     step("1. synthetic Criteo", ["pipelines.synthetic_criteo", f"--rows={FLAGS.rows}", f"--output={text}"])
-    step("1b. held-out rows from the same planted model", ["pipelines.synthetic_criteo", "--rows=20000",
-                                                          "--data_seed=1", f"--output={heldout}"])
+    step("1b. held-out rows from the same planted model", ["pipelines.synthetic_criteo",
+                                                          f"--rows={FLAGS.heldout_rows}", "--data_seed=1",
+                                                          f"--output={heldout}"])
     step("2. text -> TFRecords + schema.json", ["pipelines.criteo_to_tfrecords", f"--input={text}",
                                                 f"--output_dir={data}", "--progress=false"])
     step("3. train, evaluate, export DeepFM", ["ctr_tf.train", "--flagfile=deepfm.flags",
@@ -50,7 +52,7 @@ def main(argv):
     if importlib.util.find_spec("serving.local_demo") is not None:
         step("4. serve over the TF Serving gRPC API and score raw rows",
              ["serving.local_demo", f"--export_dir={os.path.join(model, 'export')}", f"--input={heldout}",
-              "--rows=20000", f"--output={os.path.join(work, 'predictions.txt')}"])
+              f"--rows={FLAGS.heldout_rows}", f"--output={os.path.join(work, 'predictions.txt')}"])
     print(f"\ndemo done: everything is under {work}")
 
 
