@@ -64,6 +64,32 @@ def bars_x4_001_schema(sizes: dict | None = None):
     return schema_lib.Schema(raw, feats, {"type": "packed_rows_v1", "num_dense": 0, "num_categorical": 39})
 
 
+# Criteo_x1 as the BARS logs of FuxiCTR 2.x print it (FinalNet_1B_criteo_x1, FinalMLP_criteo_x1):
+# C1-C26 categorical, padding and OOV rows included; I1-I13 numeric, embedded as x_j v_j.
+CRITEO_X1_VOCAB = {
+    "C1": 1462, "C2": 560, "C3": 413424, "C4": 248543, "C5": 307, "C6": 23, "C7": 12192, "C8": 635, "C9": 5,
+    "C10": 54712, "C11": 5350, "C12": 409749, "C13": 3182, "C14": 29, "C15": 12500, "C16": 365811, "C17": 12,
+    "C18": 4934, "C19": 2096, "C20": 6, "C21": 397981, "C22": 20, "C23": 17, "C24": 88608, "C25": 98, "C26": 64073}
+
+
+def one_row_fewer(sizes: dict) -> dict:
+    """FuxiCTR 1.x gave a categorical field no padding row (2.x adds row 0): the sizes of the BARS
+    runs made with 1.0.2 / 1.1.0, whose logs print none, from those of the 2.x logs."""
+    return {k: v - 1 for k, v in sizes.items()}
+
+
+def criteo_x1_schema(sizes: dict | None = None):
+    """Criteo_x1 as FuxiCTR reads it: 13 numeric (dense) fields and 26 categorical ones at `sizes`
+    (default CRITEO_X1_VOCAB)."""
+    from ctr_tf import schema as schema_lib
+    sizes = sizes or CRITEO_X1_VOCAB
+    feats = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "log1p") for i in range(1, 14)) + tuple(
+        schema_lib.FeatureSpec(n, "categorical", n, "hash", vocab_size=v, params={"hash_buckets": v - 1})
+        for n, v in sizes.items())
+    raw = tuple(schema_lib.RawInput(f.source, "float32" if f.kind == "dense" else "string") for f in feats)
+    return schema_lib.Schema(raw, feats, {"type": "packed_rows_v1", "num_dense": 13, "num_categorical": 26})
+
+
 def trainable_parameters(model) -> int:
     """What FuxiCTR's logs count: trainable parameters (BatchNorm's moving statistics are not)."""
     import numpy as np

@@ -18,7 +18,7 @@ from ctr_tf import flags as ctr_flags
 from ctr_tf import markers
 from ctr_tf import schema as schema_lib
 from ctr_tf.data import synthetic
-from pipelines import clean, compare_models, download_criteo, plot, sweep
+from pipelines import clean, download_criteo, plot, sweep
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

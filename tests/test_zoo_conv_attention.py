@@ -441,29 +441,13 @@ def test_autofis_retrain_needs_a_search_run():
 
 # --------------------------------------------------------------------------- parameter counts
 
-# Criteo_x1's 26 vocabulary sizes as the FuxiCTR 2.x FinalNet_criteo_x1 log prints them (reczoo/BARS
-# ranking/ctr/FinalNet/FinalNet_criteo_x1/FinalNet_2B_criteo_x1); I1-I13 are numeric there.
-CRITEO_X1_VOCAB = {
-    "C1": 1462, "C2": 560, "C3": 413424, "C4": 248543, "C5": 307, "C6": 23, "C7": 12192, "C8": 635, "C9": 5,
-    "C10": 54712, "C11": 5350, "C12": 409749, "C13": 3182, "C14": 29, "C15": 12500, "C16": 365811, "C17": 12,
-    "C18": 4934, "C19": 2096, "C20": 6, "C21": 397981, "C22": 20, "C23": 17, "C24": 88608, "C25": 98,
-    "C26": 64073}
-
-
-def _criteo_x1_schema(sizes):
-    dense = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "log1p") for i in range(1, 14))
-    cats = tuple(schema_lib.FeatureSpec(n, "categorical", n, "hash", vocab_size=v, params={"hash_buckets": v - 1})
-                 for n, v in sizes.items())
-    raw = tuple(schema_lib.RawInput(f.source, "float32" if f.kind == "dense" else "string") for f in dense + cats)
-    return schema_lib.Schema(raw, dense + cats, {"type": "packed_rows_v1", "num_dense": 13, "num_categorical": 26})
-
 
 def test_sam_parameter_count_of_the_bars_criteo_x1_log():
     """SAM_criteo_x1_012_55e25f89.log (FuxiCTR 1.2.1): 20,940,260. That FuxiCTR counted one row fewer
     per field than the 2.x log above (LR_criteo_x1's 2,086,317 = 2,086,329 - 26 + 13 + 1), so the
     run's sizes are those less one. 13 numeric fields of x_j v_j; SAM3A x 5 with residual,
     weighted pooling, embedding 10."""
-    schema = _criteo_x1_schema({k: v - 1 for k, v in CRITEO_X1_VOCAB.items()})
+    schema = helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB))
     model = models.build(schema, cfg_lib.model_config(
         "sam", embedding_dim=10, sam_interaction="sam3a", sam_aggregation="weighted_pooling", sam_layers=5,
         sam_residual=True))

@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import layers, models
-from ctr_tf import schema as schema_lib
 from ctr_tf.layers import factorization as fl
 from tests import helpers
 from tests.test_layers import _toy_schema, tiny_model_config
@@ -257,22 +256,8 @@ def test_bars_criteo_x4_001_parameter_counts(zero_tables, name, options, expecte
     assert helpers.trainable_parameters(model) == expected
 
 
-# Criteo_x1: I1-I13 numeric (dense fields), C1-C26 at the sizes the FinalNet_criteo_x1 log prints
-# (fuxictr 2.x), one row fewer each in these fuxictr 1.1.0 runs: 2,086,303 rows, embedding 10.
-CRITEO_X1_VOCAB = {
-    "C1": 1462, "C2": 560, "C3": 413424, "C4": 248543, "C5": 307, "C6": 23, "C7": 12192, "C8": 635, "C9": 5,
-    "C10": 54712, "C11": 5350, "C12": 409749, "C13": 3182, "C14": 29, "C15": 12500, "C16": 365811, "C17": 12,
-    "C18": 4934, "C19": 2096, "C20": 6, "C21": 397981, "C22": 20, "C23": 17, "C24": 88608, "C25": 98, "C26": 64073}
-
-
-def criteo_x1_schema():
-    feats = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "identity") for i in range(1, 14)) + tuple(
-        schema_lib.FeatureSpec(n, "categorical", n, "hash", vocab_size=v - 1, params={"hash_buckets": v - 2})
-        for n, v in CRITEO_X1_VOCAB.items())
-    raw = tuple(schema_lib.RawInput(f.source, "float32" if f.kind == "dense" else "string") for f in feats)
-    return schema_lib.Schema(raw, feats, {"type": "packed_rows_v1", "num_dense": 13, "num_categorical": 26})
-
-
+# Criteo_x1 (tests.helpers), one row fewer a field in these fuxictr 1.1.0 runs: 2,086,303 rows,
+# embedding 10.
 @pytest.mark.parametrize("name,options,expected", [
     ("lr", {}, 2_086_317),
     ("fm", {}, 22_949_477),
@@ -285,7 +270,8 @@ def criteo_x1_schema():
     ("hfm_plus", {"hidden_units": (400, 400, 400)}, 26_235_078),  # the MLP reads 741 x 10 values
 ])
 def test_bars_criteo_x1_parameter_counts(zero_tables, name, options, expected):
-    model = models.build(criteo_x1_schema(), cfg_lib.model_config(name, embedding_dim=10, **options))
+    schema = helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB))
+    model = models.build(schema, cfg_lib.model_config(name, embedding_dim=10, **options))
     assert helpers.trainable_parameters(model) == expected
 
 

@@ -312,24 +312,8 @@ def test_layer_save_load_round_trip(tmp_path, make, x):
 
 # --- published parameter counts -------------------------------------------------------------
 
-X4_OLD = {k: v - 1 for k, v in helpers.BARS_X4_001_VOCAB.items()}  # FuxiCTR 1.x: one row fewer per field
-# Criteo_x1's 26 vocabularies as the BARS FinalNet_criteo_x1 log (FuxiCTR 2.x) prints them; the
-# EDCN (1.2.2) and DeepIM (1.1.0) runs counted one row fewer per field. I1-I13 are numeric there.
-X1_VOCAB = {"C1": 1462, "C2": 560, "C3": 413424, "C4": 248543, "C5": 307, "C6": 23, "C7": 12192, "C8": 635,
-            "C9": 5, "C10": 54712, "C11": 5350, "C12": 409749, "C13": 3182, "C14": 29, "C15": 12500,
-            "C16": 365811, "C17": 12, "C18": 4934, "C19": 2096, "C20": 6, "C21": 397981, "C22": 20, "C23": 17,
-            "C24": 88608, "C25": 98, "C26": 64073}
-
-
-def _criteo_x1_schema(sizes):
-    from ctr_tf import schema as schema_lib
-    dense = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "log1p") for i in range(1, 14))
-    cats = tuple(schema_lib.FeatureSpec(n, "categorical", n, "hash", vocab_size=v, params={"hash_buckets": v - 1})
-                 for n, v in sizes.items())
-    raw = tuple(schema_lib.RawInput(f.source, "float32" if f.kind == "dense" else "string") for f in dense + cats)
-    return schema_lib.Schema(raw, dense + cats, {"type": "packed_rows_v1", "num_dense": 13, "num_categorical": 26})
-
-
+X4_OLD = helpers.one_row_fewer(helpers.BARS_X4_001_VOCAB)  # FuxiCTR 1.x: one row fewer per field
+# Criteo_x1 (tests.helpers): the EDCN (1.2.2) and DeepIM (1.1.0) runs counted one row fewer per field.
 AFN_BARS = dict(embedding_dim=16, hidden_units=(1000,) * 4, dropout=0.2, batch_norm=True, afn_log_neurons=1200)
 
 
@@ -355,7 +339,7 @@ AFN_BARS = dict(embedding_dim=16, hidden_units=(1000,) * 4, dropout=0.2, batch_n
 ])
 def test_parameter_counts_match_the_published_logs(name, schema, config, logged, unaccounted):
     schema = {"x4": lambda: helpers.bars_x4_001_schema(), "x4_old": lambda: helpers.bars_x4_001_schema(X4_OLD),
-              "x1_old": lambda: _criteo_x1_schema({k: v - 1 for k, v in X1_VOCAB.items()})}[schema]()
+              "x1_old": lambda: helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB))}[schema]()
     model = models.build(schema, cfg_lib.model_config(name, **config))
     assert helpers.trainable_parameters(model) == logged - unaccounted
 

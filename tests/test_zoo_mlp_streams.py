@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import models
-from ctr_tf import schema as schema_lib
 from ctr_tf.layers import mlp_streams as ms
 from tests import helpers
 from tests.test_layers import _toy_schema, tiny_model_config
@@ -217,23 +216,6 @@ def test_layer_config_and_save_load_round_trip(tmp_path, make, shapes):
 
 # ---------------------------------------------------------------- the BARS logs' parameter counts
 
-# reczoo/BARS ranking/ctr/FinalMLP/FinalMLP_criteo_x1 (FuxiCTR 2.0.1): its 26 categorical
-# vocabularies, padding and OOV rows included; I1-I13 are numeric there.
-CRITEO_X1_VOCAB = {
-    "C1": 1462, "C2": 560, "C3": 413424, "C4": 248543, "C5": 307, "C6": 23, "C7": 12192, "C8": 635, "C9": 5,
-    "C10": 54712, "C11": 5350, "C12": 409749, "C13": 3182, "C14": 29, "C15": 12500, "C16": 365811, "C17": 12,
-    "C18": 4934, "C19": 2096, "C20": 6, "C21": 397981, "C22": 20, "C23": 17, "C24": 88608, "C25": 98, "C26": 64073}
-
-
-def criteo_x1_schema(sizes):
-    """Criteo_x1 as BARS has it: I1-I13 numeric (dense fields, x_j v_j), C1-C26 categorical."""
-    dense = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "log1p") for i in range(1, 14))
-    cats = tuple(schema_lib.FeatureSpec(f"C{i}", "categorical", f"C{i}", "hash", vocab_size=sizes[f"C{i}"],
-                                        params={"hash_buckets": sizes[f"C{i}"] - 1}) for i in range(1, 27))
-    raw = tuple(schema_lib.RawInput(f.name, "float32" if f.kind == "dense" else "string") for f in dense + cats)
-    return schema_lib.Schema(raw, dense + cats, {"type": "packed_rows_v1", "num_dense": 13, "num_categorical": 26})
-
-
 def test_finalmlp_counts_the_bars_criteo_x4_001_run():
     """FinalMLP_criteo_x4_001_002_53a37ddd (FuxiCTR 2.2.0; its 39 sizes are BARS_X4_001_VOCAB):
     streams 1000 x 5 and 500, 50 heads, no feature selection."""
@@ -260,7 +242,7 @@ def test_finalmlp_with_context_gates_counts_the_bars_criteo_x1_run():
     """FinalMLP_criteo_x1_004_d5d36917 (FuxiCTR 2.0.1, its own sizes): embedding 10, stream 1
     400 x 3, stream 2 1000, both with BatchNorm, 200 heads, gates of 800 conditioned on I1-I13 and
     on C6, each context embedded in a table of its own (13 x 10 + 23 x 10 parameters)."""
-    model = models.build(criteo_x1_schema(CRITEO_X1_VOCAB), cfg_lib.model_config(
+    model = models.build(helpers.criteo_x1_schema(), cfg_lib.model_config(
         "finalmlp", embedding_dim=10, hidden_units=(400,) * 3, batch_norm=True, finalmlp_mlp2_units=(1000,),
         finalmlp_heads=200, finalmlp_fs_units=(800,), finalmlp_fs1_context=",".join(f"I{i}" for i in range(1, 14)),
         finalmlp_fs2_context="C6"))
@@ -273,8 +255,8 @@ def test_aoanet_counts_the_bars_criteo_x1_run():
     400 x 3 with BatchNorm, one interaction layer of 8 subspaces. FuxiCTR before 2.0 kept one row
     fewer per field than the 2.0.1 log's sizes (no separate OOV row), as LR's and FM's x4 counts
     show; with those sizes the count is the log's exactly."""
-    sizes = {k: v - 1 for k, v in CRITEO_X1_VOCAB.items()}
-    model = models.build(criteo_x1_schema(sizes), cfg_lib.model_config(
+    schema = helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB))
+    model = models.build(schema, cfg_lib.model_config(
         "aoanet", embedding_dim=10, hidden_units=(400,) * 3, batch_norm=True, dropout=0.1,
         aoanet_interaction_layers=1, aoanet_subspaces=8))
     assert helpers.trainable_parameters(model) == 21_356_289

@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import models
-from ctr_tf import schema as schema_lib
 from ctr_tf.layers.variants import CrossNetMix
 from ctr_tf.models import multi_logit
 from tests import helpers
@@ -95,30 +94,6 @@ def test_cross_net_mix_config_and_save_load_round_trip(tmp_path):
 
 # ---- the published parameter counts ----
 
-# The 26 categorical vocabulary sizes that the BARS FinalNet_1B_criteo_x1 log prints (FuxiCTR
-# 2.0.2, Criteo_x1: min count 1, I1-I13 numeric, embedded as x_j v_j: one K-vector each).
-CRITEO_X1_VOCAB = {
-    "C1": 1462, "C2": 560, "C3": 413424, "C4": 248543, "C5": 307, "C6": 23, "C7": 12192, "C8": 635, "C9": 5,
-    "C10": 54712, "C11": 5350, "C12": 409749, "C13": 3182, "C14": 29, "C15": 12500, "C16": 365811, "C17": 12,
-    "C18": 4934, "C19": 2096, "C20": 6, "C21": 397981, "C22": 20, "C23": 17, "C24": 88608, "C25": 98, "C26": 64073}
-
-
-def _one_row_fewer(sizes):
-    """FuxiCTR 1.x gave a categorical field no padding row (2.x adds row 0): the sizes of the BARS
-    runs made with 1.0.2 / 1.1.0, whose logs print none, from those of the 2.x logs."""
-    return {k: v - 1 for k, v in sizes.items()}
-
-
-def criteo_x1_schema(sizes=None):
-    """Criteo_x1 as FuxiCTR reads it: 13 numeric fields and 26 categorical ones."""
-    sizes = sizes or CRITEO_X1_VOCAB
-    feats = tuple(schema_lib.FeatureSpec(f"I{i}", "dense", f"I{i}", "log1p") for i in range(1, 14)) + tuple(
-        schema_lib.FeatureSpec(n, "categorical", n, "hash", vocab_size=v, params={"hash_buckets": v - 1})
-        for n, v in sizes.items())
-    raw = tuple(schema_lib.RawInput(f.source, "float32" if f.kind == "dense" else "string") for f in feats)
-    return schema_lib.Schema(raw, feats, {"type": "packed_rows_v1", "num_dense": 13, "num_categorical": 26})
-
-
 def _count(schema, name, **values):
     model = models.build(schema, cfg_lib.model_config(name, **values))
     count = helpers.trainable_parameters(model)
@@ -129,17 +104,17 @@ def _count(schema, name, **values):
 
 @pytest.mark.parametrize("name,schema,values,expected", [
     # BARS CrossNet_criteo_x4_001 (FuxiCTR 1.0.2): 8 cross layers, no DNN.
-    ("crossnet", lambda: helpers.bars_x4_001_schema(sizes=_one_row_fewer(helpers.BARS_X4_001_VOCAB)),
+    ("crossnet", lambda: helpers.bars_x4_001_schema(sizes=helpers.one_row_fewer(helpers.BARS_X4_001_VOCAB)),
      dict(embedding_dim=16, cross_layers=8), 14_581_937),
     # BARS CrossNet_criteo_x1 (FuxiCTR 1.1.0): 12 cross layers over 39 10-d fields, 13 of them numeric.
-    ("crossnet", lambda: criteo_x1_schema(_one_row_fewer(CRITEO_X1_VOCAB)),
+    ("crossnet", lambda: helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB)),
      dict(embedding_dim=10, cross_layers=12), 20_872_911),
     # BARS CrossNetv2_criteo_x1 (FuxiCTR 1.1.0's DCNv2, crossnet_only): 5 full-rank layers.
-    ("crossnet_v2", lambda: criteo_x1_schema(_one_row_fewer(CRITEO_X1_VOCAB)),
+    ("crossnet_v2", lambda: helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB)),
      dict(embedding_dim=10, cross_layers=5), 21_626_001),
     # BARS CIN_criteo_x1 (FuxiCTR 1.1.0's xDeepFM, no DNN): CIN 32 x 5 without split-half, plus LR
     # without a bias (one weight per id and per numeric field). CIN_criteo_x4_001's log prints no count.
-    ("cin", lambda: criteo_x1_schema(_one_row_fewer(CRITEO_X1_VOCAB)),
+    ("cin", lambda: helpers.criteo_x1_schema(helpers.one_row_fewer(helpers.CRITEO_X1_VOCAB)),
      dict(embedding_dim=10, cin_layer_sizes=(32,) * 5, cin_split_half=False), 23_158_213),
     # BARS DCNv2_criteo_x4_001 (FuxiCTR 2.2.0; its log prints BARS_X4_001_VOCAB): parallel, 3 full-rank
     # cross layers, MLP 1000 x 5 with batch norm (the BatchNorm scales and shifts count; the 2,012,000
@@ -151,7 +126,7 @@ def _count(schema, name, **values):
     ("finalnet", helpers.bars_x4_001_schema, dict(embedding_dim=16), 18_153_050),
     # BARS FinalNet_1B_criteo_x1 (FuxiCTR 2.0.2, sizes as its log prints): block 1000-1000 on the
     # field-gated [E, E * G], 2 x 39 x 10 = 780 wide.
-    ("finalnet_1b", criteo_x1_schema, dict(embedding_dim=10, finalnet_block1_units=(1000, 1000)), 22_651_981),
+    ("finalnet_1b", helpers.criteo_x1_schema, dict(embedding_dim=10, finalnet_block1_units=(1000, 1000)), 22_651_981),
     # The DCNv3 authors' ECN_Criteo_layer_4 log (salmon1802/FCN, their Criteo_x4 with the BARS sizes;
     # layers 1-6 print 14,768,513 + 195,936 a layer past the first: W_l, b_l and LayerNorm_l).
     ("ecn", helpers.bars_x4_001_schema, dict(embedding_dim=16, dcnv3_deep_layers=4), 15_356_321),
