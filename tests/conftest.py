@@ -30,6 +30,18 @@ def pytest_sessionfinish(session, exitstatus):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(scope="session")
+def planted_records(tmp_path_factory):
+    """6,000 planted rows (seed 11) converted with --min_count=2: the records several test files
+    train on, converted once a worker. Read-only for the tests."""
+    from ctr_tf.data import synthetic
+    from tests import helpers
+    d = tmp_path_factory.mktemp("planted")
+    synthetic.write(str(d / "s.tsv"), 6000, seed=11, scale=0.0005)
+    helpers.convert(str(d / "s.tsv"), d / "tfr", block_rows=256, min_count=2)
+    return str(d / "tfr")
+
+
 def pytest_terminal_summary(terminalreporter):
     for line in _over_budget:
         terminalreporter.section("suite time budget", sep="=", red=True, bold=True)

@@ -103,12 +103,8 @@ def test_per_field_thresholds_are_applied_and_recorded(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from ctr_tf.data import synthetic
-    d = tmp_path_factory.mktemp("tables")
-    synthetic.write(str(d / "s.tsv"), 6000, seed=11, scale=0.0005)
-    helpers.convert(str(d / "s.tsv"), d / "tfr", block_rows=256, min_count=2)
-    return str(d / "tfr")
+def data_dir(planted_records):
+    return planted_records
 
 
 def test_float16_and_int8_exports_are_smaller_score_as_float32_does_and_serve(data_dir, tmp_path):

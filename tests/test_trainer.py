@@ -11,18 +11,14 @@ import tensorflow as tf
 
 from ctr_tf import config as cfg_lib
 from ctr_tf import evaluation, metrics, models, schedules, trainer
-from ctr_tf.data import synthetic
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    synthetic.write(str(d / "s.tsv"), 6000, seed=11, scale=0.0005)
-    helpers.convert(str(d / "s.tsv"), d / "tfr", block_rows=256, min_count=2)
-    return str(d / "tfr")
+def data_dir(planted_records):
+    return planted_records
 
 
 def make_cfg(data_dir, model_dir, model="deepfm", **train):
