@@ -215,7 +215,11 @@ def main(argv):
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
-            p.wait(timeout=30)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # stopped by its pid whatever happens
+                p.kill()
+                p.wait()
     print(f"\nDeepFM inference, {os.cpu_count()} CPUs; export {version}")
     print(f"{'mode':<14} {'batch':>5} {'conc':>4} {'req/s':>9} {'rows/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
     for mode, b, c, rps, rowsps, p50, p99 in results:
