@@ -2,7 +2,7 @@
 
   python -m pipelines.benchmark_table_size [--rows=1000000] [--scale=1] [--models=deepfm,dcn_v2]
       [--configurations=plain,thresholds,mixed_half,mixed_quarter,qr4,qr16,hash4,hash16]
-      [--dtypes=float32,float16,int8] [--epochs=2] [--work_dir=DIR]
+      [--dtypes=float32,float16,int8] [--epochs=2] [--step_rounds=4] [--work_dir=DIR]
 
 Planted rows at Kaggle's cardinalities (--scale=1), one held-out file. The plain table is hashing
 to each field's Kaggle cardinality (about 33.8M rows, benchmark_scale's full table). Per model
@@ -13,8 +13,9 @@ QR at 4x and 16x fewer rows (--qr_min_rows=100000 --qr_collisions=4 / 16); plain
 same fields to the rows QR keeps. Each run's export as float32, float16 and int8 is served by
 serving.server. Columns: test AUC and logloss, table parameters, the training state (tables with
 Adam's m and v), checkpoint size, training examples/s, export size, the server's resident memory
-after load, p99 latency of 100-row requests, and the served AUC on the held-out rows.
-Goals: int8 <= 30% of float32's export size and server memory, served AUC within 0.0005;
+after load, p99 latency of 100-row requests, the served AUC on the held-out rows, and the median
+ms of a training step timed in pairs (step_times: QR beside hashing to its rows, mixed dimensions
+beside the plain table, stepped in turn). Goals: int8 <= 30% of float32's export size and server memory, served AUC within 0.0005;
 float16 <= 52%, within 0.0002; mixed at half the parameters within 0.001 AUC of plain; QR at 4x
 ahead of plain hashing to the same rows; no control slows a step by more than 10% at the same
 table size.
@@ -91,6 +92,66 @@ def train(work: str, model: str, data_dir: str, name: str, epochs: int, extra=()
     return {"model_dir": model_dir, "auc": test["auc"], "logloss": test["logloss"],
             "examples_per_second": timings["train_examples_per_second"],
             "checkpoint_gb": dir_bytes(os.path.join(model_dir, "checkpoints")) / 2**30}
+
+
+PAIRS = (("plain", "mixed_half"), ("plain", "mixed_quarter"), ("hash4", "qr4"), ("hash16", "qr16"))
+
+
+def step_times(runs: dict, rounds: int, steps: int) -> dict:
+    """Median ms a training step of each run's model (batch 4096), timed in pairs at the same table
+    size (QR against hashing to the rows it keeps) or against the plain table (mixed dimensions):
+    the pair's two models are built side by side and stepped in turn, `rounds` times `steps` steps
+    each. Training examples/s of runs made minutes apart move by tens of percent on a shared
+    machine; a ratio of interleaved medians does not."""
+    import gc
+    import statistics
+
+    import tensorflow as tf
+
+    from ctr_tf import config as cfg_lib
+    from ctr_tf import fs, models, schedules
+    from ctr_tf import schema as schema_lib
+    from ctr_tf.data import records
+
+    def built(model_dir):
+        cfg = cfg_lib.ExperimentConfig.from_json(fs.read_json(os.path.join(model_dir, "config.json")))
+        schema = schema_lib.load(cfg.data.data_dir)
+        model_cfg = cfg.model
+        if cfg.sparse_table_l2:  # as the trainer builds it: lazy_adam applies the table L2, not the loss
+            import dataclasses
+            model_cfg = dataclasses.replace(cfg.model, embedding_table_l2=0.0)
+        model = models.build(schema, model_cfg)
+        model.compile(schedules.make_optimizer(cfg.train, cfg.sparse_table_l2, models.embedding_tables(model)),
+                      tf.keras.losses.BinaryCrossentropy(from_logits=True))
+        data = records.make_dataset(schema, "train", BATCH, shuffle=True, seed=0, repeat=True, drop_remainder=True)
+        return model, iter(data)
+
+    def timed(model, batches, n):
+        out = []
+        for _ in range(n):
+            x, y = next(batches)
+            t0 = time.perf_counter()
+            model.train_on_batch(x, y)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    ms = {}
+    for pair in PAIRS:
+        if not all(c in runs for c in pair) or all(c in ms for c in pair):
+            continue
+        built_pair = {c: built(runs[c]["model_dir"]) for c in pair}
+        times = {c: [] for c in pair}
+        for c, (model, batches) in built_pair.items():
+            timed(model, batches, 3)  # traced and warm
+        for r in range(rounds):
+            for c in (pair if r % 2 == 0 else pair[::-1]):
+                times[c] += timed(*built_pair[c], steps)
+        for c in pair:
+            ms.setdefault(c, 1000 * statistics.median(times[c]))
+        del built_pair
+        tf.keras.backend.clear_session()
+        gc.collect()
+    return ms
 
 
 def parameters(model_dir: str) -> tuple[int, int]:
@@ -182,27 +243,34 @@ def main(argv):
                  "qr4": ("plain", [f"--qr_min_rows={BIG}", "--qr_collisions=4"]),
                  "qr16": ("plain", [f"--qr_min_rows={BIG}", "--qr_collisions=16"]),
                  "hash4": ("hash4", []), "hash16": ("hash16", [])}
+        runs, first = {}, len(rows)
         for conf in confs:
             source, extra = plans[conf]
-            run = train(work, model, data[source], conf, FLAGS.epochs, extra)
+            run = runs[conf] = train(work, model, data[source], conf, FLAGS.epochs, extra)
             tables, total = parameters(run["model_dir"])
             for dtype in FLAGS.dtypes:
                 served = serve(work, export(work, run, model, dtype), heldout)
                 rows.append({"model": model, "conf": conf, "dtype": dtype, "tables": tables, "params": total,
                              "state_gb": tables * 4 * 3 / 2**30, **run, **served})
                 print(json.dumps(rows[-1]), flush=True)
+        if FLAGS.step_rounds:
+            ms = step_times(runs, FLAGS.step_rounds, FLAGS.step_steps)
+            for r in rows[first:]:
+                r["step_ms"] = ms.get(r["conf"])
+            print(json.dumps({"model": model, "paired_step_ms": ms}), flush=True)
     print("\n" + format_table(rows) + "\n\n" + goals(rows), flush=True)
 
 
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'model':<8} {'table':<14} {'export':<7} {'test AUC':>8} {'logloss':>8} {'table params':>13} "
              f"{'state GB':>8} {'ckpt GB':>7} {'train ex/s':>10} {'export GB':>9} {'server GB':>9} {'p99 ms':>7} "
-             f"{'served AUC':>10}"]
+             f"{'served AUC':>10} {'step ms':>7}"]
     for r in rows:
         lines.append(f"{r['model']:<8} {r['conf']:<14} {r['dtype']:<7} {r['auc']:>8.4f} {r['logloss']:>8.4f} "
                      f"{r['tables']:>13,} {r['state_gb']:>8.2f} {r['checkpoint_gb']:>7.2f} "
                      f"{r['examples_per_second']:>10,.0f} {r['export_gb']:>9.3f} {r['server_gb']:>9.2f} "
-                     f"{r['p99_ms']:>7.1f} {r['served_auc']:>10.5f}")
+                     f"{r['p99_ms']:>7.1f} {r['served_auc']:>10.5f} "
+                     f"{format(r['step_ms'], '7.1f') if r.get('step_ms') else '-':>7}")
     return "\n".join(lines)
 
 
@@ -228,11 +296,16 @@ def goals(rows: list[dict]) -> str:
             if qr and hashed:
                 out.append(f"{model} QR /{m} vs hashing to the same rows: AUC {qr['auc']:.4f} vs {hashed['auc']:.4f} "
                            f"({qr['auc'] - hashed['auc']:+.4f})")
+        for peer, conf in PAIRS:
+            r, p = by.get((model, conf, "float32")), by.get((model, peer, "float32"))
+            if r and p and r.get("step_ms") and p.get("step_ms"):
+                out.append(f"{model} {conf}: a training step {r['step_ms'] / p['step_ms']:.2f}x {peer}'s "
+                           f"({r['step_ms']:.1f} / {p['step_ms']:.1f} ms, interleaved; <= 1.10)")
         for conf in ("thresholds", "mixed_half", "mixed_quarter", "qr4", "qr16"):
             r = by.get((model, conf, "float32"))
             if r:
                 out.append(f"{model} {conf}: training {r['examples_per_second'] / base['examples_per_second']:.2f}x "
-                           "the plain table's examples/s")
+                           "the plain table's examples/s (whole runs, one after another)")
     return "\n".join(out)
 
 
@@ -245,6 +318,9 @@ def define_flags():
                                          "hash16"], "Table configurations.")
     flags.DEFINE_list("dtypes", ["float32", "float16", "int8"], "Export table dtypes.")
     flags.DEFINE_integer("epochs", 2, "Training epochs a run.")
+    flags.DEFINE_integer("step_rounds", 4, "Rounds of the paired step timing (0: none): QR against hashing to "
+                         "its rows, mixed dimensions against the plain table, stepped in turn.")
+    flags.DEFINE_integer("step_steps", 20, "Timed training steps a model a round.")
     flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench_table_size", "Scratch directory (tens of GB at full size).")
 
 

@@ -48,10 +48,41 @@ def test_quantised_lookups_serve_what_the_float_table_holds_within_its_step():
         assert q.get_config()["storage"] == storage
 
 
+def test_a_table_in_shards_quantises_chunk_by_chunk_to_the_whole_tables_codes(monkeypatch):
+    from ctr_tf.layers import embedding
+    rng = np.random.default_rng(2)
+    table = (rng.normal(0, 1, (50, 5)) * rng.exponential(0.05, (50, 1))).astype(np.float32)
+    shards = [tf.Variable(table[:23]), tf.Variable(table[23:])]
+    monkeypatch.setattr(embedding, "CHUNK_ROWS", 7)  # chunks that straddle nothing and shards of odd sizes
+    for dim, src in ((5, table), (1, table[:, :1])):
+        parts = shards if dim == 5 else [tf.Variable(src[:23]), tf.Variable(src[23:])]
+        with table_storage("int8"):
+            q = FieldEmbedding([20, 30], dim)
+        q(tf.zeros((1, 2), tf.int32))
+        q.quantize_from(parts)
+        codes, k, zero, log_scale = quantize_int8(src, rowwise=dim > 1)
+        np.testing.assert_array_equal(q.embeddings.numpy(), codes)
+        np.testing.assert_array_equal(q.scale_codes.numpy(), k)
+        np.testing.assert_array_equal(q.zeros.numpy(), zero)
+        np.testing.assert_array_equal(q.log_scale.numpy(), log_scale)
+    with table_storage("float16"):
+        h = FieldEmbedding([20, 30], 5)
+    h(tf.zeros((1, 2), tf.int32))
+    h.quantize_from(shards)
+    np.testing.assert_array_equal(h.embeddings.numpy(), table.astype(np.float16))
+
+
 def test_mixed_sizes_and_qr_vectors_against_a_loop_over_fields():
     vocab, dims = [30, 50, 70], [2, 4, 6]
     layer = MixedEmbedding(vocab, dims, 4, qr=[0, 8, 8], qr_combiner="product", init_std=0.5)
     ids = np.array([[1, 49, 3], [29, 0, 69], [2, 17, 40]], np.int32)
+    fresh = layer(tf.constant(ids))[1].numpy()
+    quotients = {w.name.split("/")[-2]: w.numpy() for w in layer.weights if "quotient" in w.name}
+    np.testing.assert_array_equal(fresh[:, 2:6], quotients["quotient_d4"][ids[:, 1] // 8])  # R starts at one
+    np.testing.assert_array_equal(fresh[:, 6:], quotients["quotient_d6"][ids[:, 2] // 8])
+    rng = np.random.default_rng(3)
+    for w in layer.weights:  # remainders off one, so that the map below is tested on them too
+        w.assign(rng.normal(0, 0.5, w.shape).astype(np.float32))
     vectors, flat = (t.numpy() for t in layer(tf.constant(ids)))
     tables = {t.name.split("/")[-2]: t.numpy() for t in layer.weights if "embeddings" in t.name}
     proj = {0: layer.projections["plain_d2"].numpy()[0], 2: layer.projections["qr_d6"].numpy()[0]}
@@ -155,6 +186,10 @@ def test_a_run_with_per_field_sizes_and_qr_trains_exports_and_serves_what_it_com
     schema = schema_lib.load(data_dir)
     plain = models.build(schema, cfg_lib.model_config("deepfm", embedding_dim=8, hidden_units=(32, 16)))
     assert r.model.count_params() < plain.count_params()
+    from pipelines.benchmark_table_size import step_times  # the benchmark's paired timing, on this run
+    run = {"model_dir": str(tmp_path / "m")}
+    ms = step_times({"plain": run, "mixed_half": run, "qr4": run}, rounds=2, steps=2)
+    assert sorted(ms) == ["mixed_half", "plain"] and all(v > 0 for v in ms.values())  # qr4 has no hash4 twin
 
 
 def dataclasses_replace_mode(cfg):

@@ -133,17 +133,25 @@ class FieldEmbedding(tf.keras.layers.Layer):
         self.zeros = var("zeros", (rows,) if rowwise else (1,), tf.uint8)
         self.log_scale = var("log_scale", (2,), tf.float32)  # log of the smallest scale, log step a code
 
-    def quantize_from(self, table: np.ndarray) -> None:
-        """Fills a float16 or int8 build from a float32 table [rows, dim]."""
-        table = np.asarray(table, np.float32)
+    def quantize_from(self, table) -> None:
+        """Fills a float16 or int8 build from a float32 table [rows, dim]: an array, or the table's
+        variables (its shards in row order, layers.table_shards). It is read, converted and written
+        CHUNK_ROWS rows at a time, so a table of gigabytes needs no whole-table temporaries (at
+        Kaggle's full size a whole-table float64 pass took a DCN-V2 export past 14 GB)."""
+        parts = table if isinstance(table, (list, tuple)) else [table]
         if self.storage == "float16":
-            self.embeddings.assign(table.astype(np.float16))
+            for at, chunk in _chunks(parts):
+                self.embeddings[at:at + len(chunk)].assign(chunk.astype(np.float16))
             return
-        codes, scale_codes, zeros, log_scale = quantize_int8(table, rowwise=self.dim > 1)
-        self.embeddings.assign(codes)
-        self.scale_codes.assign(scale_codes)
-        self.zeros.assign(zeros)
+        rowwise = self.dim > 1
+        lo, hi = _ranges(parts, rowwise)
+        k, q_scale, zero, log_scale = int8_scales(lo, hi)
+        self.scale_codes.assign(k)
+        self.zeros.assign(zero)
         self.log_scale.assign(log_scale)
+        for at, chunk in _chunks(parts):
+            s, z = (q_scale[at:at + len(chunk)], zero[at:at + len(chunk)]) if rowwise else (q_scale, zero)
+            self.embeddings[at:at + len(chunk)].assign(int8_codes(chunk, s, z))
 
     def _rows(self, rows):
         """The float32 rows of the table at `rows` (unique, int64), dequantised where stored so."""
@@ -180,24 +188,58 @@ class FieldEmbedding(tf.keras.layers.Layer):
                 "storage": self.storage}
 
 
-def quantize_int8(table: np.ndarray, rowwise: bool = True):
-    """(codes uint8 [R, D], scale codes uint8 [R] (or [1]), zero points uint8, [log s_min, log step])
-    of a float32 table: w ~ s (c - z), each row's s = (max - min) / 254 (at least its row's range
-    over 254, rounded up onto a 255-step log scale from the table's smallest scale to its largest),
-    z = round(-min / s)."""
-    t = table.astype(np.float64) if rowwise else table.reshape(1, -1).astype(np.float64)
-    lo = np.minimum(t.min(axis=1), 0.0)
-    hi = np.maximum(t.max(axis=1), 0.0)
-    scale = np.maximum((hi - lo) / 254.0, 1e-12)
+CHUNK_ROWS = 1 << 20  # rows a quantised export converts at a time
+
+
+def _chunks(parts):
+    """(first row, float32 rows [n, D]) of a table given as arrays or variables stacked in row order."""
+    at = 0
+    for part in parts:
+        n = int(part.shape[0])
+        for start in range(0, n, CHUNK_ROWS):
+            rows = part[start:start + CHUNK_ROWS]
+            yield at + start, np.asarray(rows.numpy() if hasattr(rows, "numpy") else rows, np.float32)
+        at += n
+
+
+def _ranges(parts, rowwise: bool):
+    """Each row's [min(row, 0), max(row, 0)] (rowwise), else the whole table's, as float32."""
+    los, his = [], []
+    for _, chunk in _chunks(parts):
+        los.append(np.minimum(chunk.min(axis=1), 0.0))
+        his.append(np.maximum(chunk.max(axis=1), 0.0))
+    lo, hi = np.concatenate(los), np.concatenate(his)
+    return (lo, hi) if rowwise else (lo.min(keepdims=True), hi.max(keepdims=True))
+
+
+def int8_scales(lo: np.ndarray, hi: np.ndarray):
+    """(scale codes uint8, scales float64, zero points uint8, [log s_min, log step] float32) of rows
+    whose values span [lo, hi] (lo <= 0 <= hi): each row's s = (hi - lo) / 254, rounded up onto a
+    255-step log scale from the smallest scale to the largest, and z = round(-lo / s)."""
+    scale = np.maximum((hi.astype(np.float64) - lo) / 254.0, 1e-12)
     log_min, log_max = np.float32(np.log(scale.min())), np.float32(np.log(scale.max()))
     step = np.float32((log_max - log_min) / 255.0) if log_max > log_min else np.float32(1.0)
     k = np.clip(np.ceil((np.log(scale) - log_min) / step - 1e-6), 0, 255).astype(np.float32)
     q_scale = np.exp(log_min + k * step).astype(np.float64)  # as the lookup computes it, in float32
     zero = np.clip(np.round(-lo / q_scale), 0, 255)
-    codes = np.clip(np.round(t / q_scale[:, None] + zero[:, None]), 0, 255)
-    if not rowwise:
-        codes = codes.reshape(table.shape)
-    return codes.astype(np.uint8), k.astype(np.uint8), zero.astype(np.uint8), np.array([log_min, step], np.float32)
+    return k.astype(np.uint8), q_scale, zero.astype(np.uint8), np.array([log_min, step], np.float32)
+
+
+def int8_codes(rows: np.ndarray, q_scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """uint8 codes of float32 rows [n, D] under their scales and zero points ([n], or [1] for all)."""
+    return np.clip(np.round(rows / q_scale[:, None] + zero[:, None]), 0, 255).astype(np.uint8)
+
+
+def quantize_int8(table: np.ndarray, rowwise: bool = True):
+    """(codes uint8 [R, D], scale codes uint8 [R] (or [1]), zero points uint8, [log s_min, log step])
+    of a float32 table: w ~ s (c - z), each row's s = (max - min) / 254 (at least its row's range
+    over 254, rounded up onto a 255-step log scale from the table's smallest scale to its largest),
+    z = round(-min / s). rowwise=False: one scale and zero point for the whole table. The whole
+    table at once; FieldEmbedding.quantize_from computes the same in chunks."""
+    table = np.asarray(table, np.float32)
+    lo, hi = _ranges([table], rowwise)
+    k, q_scale, zero, log_scale = int8_scales(lo, hi)
+    return int8_codes(table, q_scale, zero.astype(np.float64)), k, zero, log_scale
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)

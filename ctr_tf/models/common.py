@@ -6,7 +6,6 @@ features in schema order.
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from ctr_tf import layers
@@ -230,8 +229,7 @@ def copy_into_storage(src: tf.keras.Model, dst: tf.keras.Model) -> None:
     src_parts = {id(p) for layer in src_layers for p in layers.table_shards(layer.embeddings)}
     dst_parts = {id(w) for layer in dst_layers for w in layer.weights}
     for a, b in zip(src_layers, dst_layers):
-        parts = layers.table_shards(a.embeddings)
-        b.quantize_from(np.concatenate([p.numpy() for p in parts]) if len(parts) > 1 else parts[0].numpy())
+        b.quantize_from(layers.table_shards(a.embeddings))  # read and written in chunks of rows
     rest_src = [w for w in src.weights if id(w) not in src_parts]
     rest_dst = [w for w in dst.weights if id(w) not in dst_parts]
     if len(rest_src) != len(rest_dst) or any(a.shape != b.shape for a, b in zip(rest_src, rest_dst)):
