@@ -393,7 +393,11 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
     if not r.chief:
         fs.rmtree(r.model_dir, ignore_errors=True)
     elif r.timings:
-        r.timings["peak_rss_mb"] = _peak_rss_mb()
+        training = mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE)
+        r.timings["peak_rss_mb" if training else f"peak_rss_mb_{mode.value}"] = _peak_rss_mb()
         out["timings"] = r.timings
-        fs.write_json(fs.join(cfg.train.model_dir, "timings.json"), r.timings)
+        # Each stage's latest figures: an --mode=export of a finished run adds its own and keeps the training's.
+        path = fs.join(cfg.train.model_dir, "timings.json")
+        earlier = fs.read_json(path) if not training and fs.exists(path) else {}
+        fs.write_json(path, {**earlier, **r.timings})
     return out

@@ -1,6 +1,7 @@
 """Tables that fit: per-field thresholds, per-field sizes (projected where a model needs one
 size), the quotient-remainder trick, and float16 / int8 tables in the export, each against its
 plain counterpart, served by the local server; bad settings refused at start, naming the flag."""
+import json
 import os
 
 import numpy as np
@@ -159,6 +160,8 @@ def test_float16_and_int8_exports_are_smaller_score_as_float32_does_and_serve(da
         cfg = make_cfg(data_dir, md, epochs=2, mode=cfg_lib.Mode.EXPORT, export_table_dtype=dtype,
                        model_kw={"embedding_dim": 16})
         path = trainer.run(cfg)["export"]
+        timings = json.loads((md / "timings.json").read_text())  # the export's figures beside the training's
+        assert timings["train_examples"] == out["timings"]["train_examples"] and "peak_rss_mb_export" in timings
         np.testing.assert_allclose(served(path), base, atol=tol)
         saved = size(out["export"]) - size(path)  # the tables' bytes, less what the dtype stores
         assert saved >= 0.98 * (sum(r * d * 4 for r, d in tables) - stored[dtype]), (dtype, saved)
