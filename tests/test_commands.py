@@ -117,4 +117,6 @@ def test_table_size_benchmark_prints_its_table_and_goals(tmp_path):
     table = out[out.index("model    table"):]
     for dtype in ("float32", "int8"):
         assert re.search(rf"\ndeepfm +plain +{dtype} +0\.\d{{4}} +0\.\d{{4}} +[\d,]+ ", table), table
-    assert re.search(r"deepfm int8: export [\d.]+% of float32, server [\d.]+% \(<= 30%\); served AUC [+-]0\.\d+", out)
+    assert re.search(r"deepfm int8: export [\d.]+% of float32, server [\d.]+%, the server's memory for it "
+                     r"-?[\d.]+% \(<= 30%\); served AUC [+-]0\.\d+", out)
+    assert re.search(r"the server without a model: [\d.]+ GB \(on deepfm plain int8", out)
