@@ -352,7 +352,16 @@ def _same_model(old: dict | None, model: cfg_lib.ModelConfig) -> bool:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
+    """This process's peak resident memory so far: Linux's VmHWM, which starts again at exec (its
+    ru_maxrss keeps the peak of the process that forked it: a trainer started by a big parent
+    reported the parent's size), else ru_maxrss (KiB on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

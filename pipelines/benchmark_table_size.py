@@ -90,9 +90,12 @@ def train(work: str, model: str, data_dir: str, name: str, epochs: int, extra=()
                       "--log_every_n_steps=1000000", *extra], os.path.join(work, f"train-{model}-{name}.log"))
     timings = json.load(open(os.path.join(model_dir, "timings.json")))
     test = json.load(open(os.path.join(model_dir, "metrics-test.json")))
+    size = os.path.join(model_dir, "checkpoint_gb.json")  # measured once: the checkpoints go after the exports
+    if not os.path.exists(size):
+        with open(size, "w") as f:
+            json.dump(dir_bytes(os.path.join(model_dir, "checkpoints")) / 2**30, f)
     return {"model_dir": model_dir, "auc": test["auc"], "logloss": test["logloss"],
-            "examples_per_second": timings["train_examples_per_second"],
-            "checkpoint_gb": dir_bytes(os.path.join(model_dir, "checkpoints")) / 2**30}
+            "examples_per_second": timings["train_examples_per_second"], "checkpoint_gb": json.load(open(size))}
 
 
 PAIRS = (("plain", "mixed_half"), ("plain", "mixed_quarter"), ("hash4", "qr4"), ("hash16", "qr16"))
@@ -254,6 +257,8 @@ def main(argv):
                 rows.append({"model": model, "conf": conf, "dtype": dtype, "tables": tables, "params": total,
                              "state_gb": tables * 4 * 3 / 2**30, **run, **served})
                 print(json.dumps(rows[-1]), flush=True)
+            if not FLAGS.keep_checkpoints:  # 6.5 GB a DCN-V2 run at full size: all sixteen runs would not fit a disk
+                shutil.rmtree(os.path.join(run["model_dir"], "checkpoints"), ignore_errors=True)
         if FLAGS.step_rounds:
             ms = step_times(runs, FLAGS.step_rounds, FLAGS.step_steps)
             for r in rows[first:]:
@@ -329,6 +334,9 @@ def define_flags():
     flags.DEFINE_integer("step_rounds", 4, "Rounds of the paired step timing (0: none): QR against hashing to "
                          "its rows, mixed dimensions against the plain table, stepped in turn.")
     flags.DEFINE_integer("step_steps", 20, "Timed training steps a model a round.")
+    flags.DEFINE_boolean("keep_checkpoints", False, "Keep each run's checkpoints once its exports are made (its "
+                         "checkpoint size is measured first). Without them a rerun reuses the exports made, "
+                         "and cannot make one of another --dtypes: delete that run's directory first.")
     flags.DEFINE_string("work_dir", "/tmp/ctr_tf_bench_table_size", "Scratch directory (tens of GB at full size).")
 
 
