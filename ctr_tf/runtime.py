@@ -146,3 +146,18 @@ def is_chief(strategy) -> bool:
     if "chief" in tf_config_env.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far: Linux's VmHWM, which starts again at exec (its
+    ru_maxrss keeps the peak of the process that forked it: a trainer started by a big parent
+    reported the parent's size), else ru_maxrss (KiB on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

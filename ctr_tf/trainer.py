@@ -37,7 +37,7 @@ from ctr_tf import schema as schema_lib
 from ctr_tf.data import records
 from ctr_tf.layers.embedding import table_storage
 from ctr_tf.evaluation import Scorer, probabilities
-from ctr_tf.runtime import TrainingError, is_chief, make_strategy, precision, process_state
+from ctr_tf.runtime import TrainingError, is_chief, make_strategy, peak_rss_mb, precision, process_state
 from ctr_tf.schedules import make_optimizer
 from ctr_tf.served_probability import ProbabilityFits
 
@@ -351,21 +351,6 @@ def _same_model(old: dict | None, model: cfg_lib.ModelConfig) -> bool:
         return False
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far: Linux's VmHWM, which starts again at exec (its
-    ru_maxrss keeps the peak of the process that forked it: a trainer started by a big parent
-    reported the parent's size), else ru_maxrss (KiB on Linux)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def run(cfg: cfg_lib.ExperimentConfig, flags_text: str = "") -> dict:
     """Runs the configured mode; returns what it produced (metrics, export path, ...).
 
@@ -381,7 +366,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
     out = {"model_dir": cfg.train.model_dir}
     if mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE):
         out["train"] = r.train()
-        r.timings["peak_rss_after_training_mb"] = _peak_rss_mb()
+        r.timings["peak_rss_after_training_mb"] = peak_rss_mb()
         if mode == cfg_lib.Mode.TRAIN_AND_EVALUATE:
             if cfg.train.early_stopping_patience:
                 r.restore_for_export()  # the best validation epoch, whether or not training stopped early
@@ -403,7 +388,7 @@ def _run(cfg: cfg_lib.ExperimentConfig, flags_text: str) -> dict:
         fs.rmtree(r.model_dir, ignore_errors=True)
     elif r.timings:
         training = mode in (cfg_lib.Mode.TRAIN, cfg_lib.Mode.TRAIN_AND_EVALUATE)
-        r.timings["peak_rss_mb" if training else f"peak_rss_mb_{mode.value}"] = _peak_rss_mb()
+        r.timings["peak_rss_mb" if training else f"peak_rss_mb_{mode.value}"] = peak_rss_mb()
         out["timings"] = r.timings
         # Each stage's latest figures: an --mode=export of a finished run adds its own and keeps the training's.
         path = fs.join(cfg.train.model_dir, "timings.json")

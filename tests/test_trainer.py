@@ -370,13 +370,14 @@ def test_early_stopping_metric_decides_the_best_epoch_the_plateau_and_the_stop(t
 
 def test_peak_memory_is_the_processs_own_not_that_of_the_process_that_started_it():
     """ru_maxrss survives exec: a trainer started by a big parent (a benchmark holding a model)
-    reported the parent's size as its own peak. The child here runs the trainer's function alone,
+    reported the parent's size as its own peak. The child here runs the trainer's function (runtime's) alone,
     without TensorFlow, from this test process, which holds TensorFlow and the suite's models."""
     import ast
-    source = open(trainer.__file__).read()
-    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "_peak_rss_mb")
-    parent = trainer._peak_rss_mb()
-    out = subprocess.run([sys.executable, "-S", "-c", ast.get_source_segment(source, fn) + "\nprint(_peak_rss_mb())"],
+    from ctr_tf import runtime
+    source = open(runtime.__file__).read()
+    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "peak_rss_mb")
+    parent = runtime.peak_rss_mb()
+    out = subprocess.run([sys.executable, "-S", "-c", ast.get_source_segment(source, fn) + "\nprint(peak_rss_mb())"],
                          capture_output=True, text=True, timeout=60, check=True)
     child = float(out.stdout)
     assert parent > 300 and child < 60, (parent, child)
