@@ -54,7 +54,7 @@ def test_a_table_in_shards_quantises_chunk_by_chunk_to_the_whole_tables_codes(mo
     rng = np.random.default_rng(2)
     table = (rng.normal(0, 1, (50, 5)) * rng.exponential(0.05, (50, 1))).astype(np.float32)
     shards = [tf.Variable(table[:23]), tf.Variable(table[23:])]
-    monkeypatch.setattr(embedding, "CHUNK_ROWS", 7)  # chunks that straddle nothing and shards of odd sizes
+    monkeypatch.setattr(embedding, "CHUNK_ROWS", 7)  # chunks of 7 rows over shards of 23 and 27
     for dim, src in ((5, table), (1, table[:, :1])):
         parts = shards if dim == 5 else [tf.Variable(src[:23]), tf.Variable(src[23:])]
         with table_storage("int8"):
