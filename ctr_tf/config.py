@@ -304,6 +304,12 @@ class ExperimentConfig:
             return self.model.embedding_table_l2
         return 0.0
 
+    @property
+    def built_model(self) -> "ModelConfig":
+        """The model config the trainer builds: a table L2 that the optimizer applies sparsely is
+        not in the loss as well."""
+        return dataclasses.replace(self.model, embedding_table_l2=0.0) if self.sparse_table_l2 else self.model
+
     def to_json(self) -> dict:
         def plain(obj):
             d = dataclasses.asdict(obj)

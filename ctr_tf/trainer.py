@@ -17,7 +17,6 @@ wiring in `callbacks`. Every path may be local or a URL TensorFlow's file system
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -68,8 +67,7 @@ class Run:
         markers.mark(self.model_dir, "model_dir")
         self._check_model_dir()
         sparse_l2 = cfg.sparse_table_l2
-        # A table L2 that the optimizer applies must not be in the loss as well.
-        self.model_cfg = dataclasses.replace(cfg.model, embedding_table_l2=0.0) if sparse_l2 else cfg.model
+        self.model_cfg = cfg.built_model  # a table L2 the optimizer applies is not in the loss as well
         with self.strategy.scope():
             self.model = models.build(self.schema, self.model_cfg)
             self.optimizer = make_optimizer(self.t, sparse_l2, models.embedding_tables(self.model))

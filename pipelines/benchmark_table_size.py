@@ -120,11 +120,7 @@ def step_times(runs: dict, rounds: int, steps: int) -> dict:
     def built(model_dir):
         cfg = cfg_lib.ExperimentConfig.from_json(fs.read_json(os.path.join(model_dir, "config.json")))
         schema = schema_lib.load(cfg.data.data_dir)
-        model_cfg = cfg.model
-        if cfg.sparse_table_l2:  # as the trainer builds it: lazy_adam applies the table L2, not the loss
-            import dataclasses
-            model_cfg = dataclasses.replace(cfg.model, embedding_table_l2=0.0)
-        model = models.build(schema, model_cfg)
+        model = models.build(schema, cfg.built_model)  # as the trainer builds it
         model.compile(schedules.make_optimizer(cfg.train, cfg.sparse_table_l2, models.embedding_tables(model)),
                       tf.keras.losses.BinaryCrossentropy(from_logits=True))
         data = records.make_dataset(schema, "train", BATCH, shuffle=True, seed=0, repeat=True, drop_remainder=True)
