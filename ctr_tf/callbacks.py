@@ -123,8 +123,17 @@ class EpochNaNGuard(tf.keras.callbacks.Callback):
                                 "set --clipnorm, or check the input features")
 
 
+def patience_epochs(patience: int, min_steps: int, epoch_steps: int) -> int:
+    """A patience of `patience` epochs, each at least `min_steps` training steps long
+    (--patience_min_steps): on a split of `epoch_steps` steps an epoch, patience x ceil(min_steps /
+    epoch_steps) epochs; as it is where an epoch holds that many steps, or either is 0 (unknown)."""
+    if not (patience and min_steps and epoch_steps):
+        return patience
+    return patience * max(1, math.ceil(min_steps / epoch_steps))
+
+
 def for_training(t: cfg_lib.TrainConfig, *, scorer: Scorer, eval_dataset, model_dir: str, chief: bool, manager,
-                 parameter_servers: bool, sparse_table_l2: bool, extra=()) -> list:
+                 parameter_servers: bool, sparse_table_l2: bool, epoch_steps: int = 0, extra=()) -> list:
     """The callbacks of one training run, in the order they must run: the table L2 settled first
     (what follows evaluates, keeps and saves the tables caught up), the exact evaluation and what
     watches it (the plateau schedule, early stopping, both on --early_stopping_metric), the epoch
@@ -137,12 +146,19 @@ def for_training(t: cfg_lib.TrainConfig, *, scorer: Scorer, eval_dataset, model_
         callbacks.append(ExactEvaluation(scorer, eval_dataset, tf.summary.create_file_writer(fs.join(tb, "eval")),
                                          model_dir, chief, metric))
         monitor = {"monitor": f"val_{metric.value}", "mode": metric.mode}
+        plateau, stopping = (patience_epochs(p, t.patience_min_steps, epoch_steps)
+                             for p in (t.lr_plateau_patience, t.early_stopping_patience))
+        plateau = plateau if t.lr_schedule == cfg_lib.LRSchedule.PLATEAU else 0
+        if (plateau, stopping) != (t.lr_plateau_patience if plateau else 0, t.early_stopping_patience):
+            print(f"patience: an epoch is {epoch_steps} steps, under --patience_min_steps={t.patience_min_steps}: "
+                  + ", ".join(f"{what} after {n} epochs without a gain" for what, n in
+                              (("the plateau cut", plateau), ("early stopping", stopping)) if n), flush=True)
         if t.lr_schedule == cfg_lib.LRSchedule.PLATEAU:
             callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-                factor=t.lr_plateau_factor, patience=t.lr_plateau_patience, min_delta=1e-5, verbose=1, **monitor))
+                factor=t.lr_plateau_factor, patience=plateau, min_delta=1e-5, verbose=1, **monitor))
         if t.early_stopping_patience:
             callbacks.append(tf.keras.callbacks.EarlyStopping(
-                patience=t.early_stopping_patience, restore_best_weights=True, verbose=1, **monitor))
+                patience=stopping, restore_best_weights=True, verbose=1, **monitor))
     callbacks.append(EpochCheckpoint(manager))
     if parameter_servers:
         callbacks += [tf.keras.callbacks.TensorBoard(tb, update_freq="epoch", profile_batch=0), EpochNaNGuard()]

@@ -218,6 +218,7 @@ class TrainConfig:
     decay_rate: float = 0.1
     early_stopping_patience: int = 0
     early_stopping_metric: StoppingMetric = StoppingMetric.AUC
+    patience_min_steps: int = 0  # each patience epoch spans at least this many steps (0: an epoch is an epoch)
     clipnorm: float = 0.0
     log_every_n_steps: int = 100
     export_dir: str = ""
@@ -251,6 +252,7 @@ class TrainConfig:
                self.decay_steps, "--lr_schedule=warmup_decay needs --decay_steps > 0")
         _check(0 < self.decay_rate <= 1, "decay_rate", self.decay_rate, "must be in (0, 1]")
         _check(self.early_stopping_patience >= 0, "early_stopping_patience", self.early_stopping_patience, "must be >= 0")
+        _check(self.patience_min_steps >= 0, "patience_min_steps", self.patience_min_steps, "must be >= 0")
         _check(self.clipnorm >= 0, "clipnorm", self.clipnorm, "must be >= 0 (0: off)")
         _check(self.log_every_n_steps >= 1, "log_every_n_steps", self.log_every_n_steps, "must be >= 1")
         _check(self.strategy != Strategy.PARAMETER_SERVER or self.steps_per_epoch > 0, "steps_per_epoch",

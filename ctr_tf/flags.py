@@ -227,6 +227,10 @@ def define_flags(fv: flags.FlagValues = FLAGS):
     flags.DEFINE_enum("early_stopping_metric", "auc", [m.value for m in cfg_lib.StoppingMetric],
                       "The validation metric that early stopping, the plateau schedule and the best (exported) "
                       "epoch follow: auc (higher is better), logloss or ne (lower is better).", flag_values=fv)
+    flags.DEFINE_integer("patience_min_steps", 0, "Early stopping's and the plateau schedule's patience counts "
+                         "epochs of at least N training steps: where an epoch is shorter, each one of patience spans "
+                         "ceil(N / steps an epoch) epochs (on small data a few steps are no evidence of a stall); "
+                         "0: an epoch each.", flag_values=fv)
     flags.DEFINE_float("clipnorm", 0.0, "Clip gradients by global norm; 0: off.", flag_values=fv)
     flags.DEFINE_integer("log_every_n_steps", 100, "TensorBoard train scalars every N steps.", flag_values=fv)
 
@@ -301,7 +305,8 @@ def config_from_flags(fv: flags.FlagValues = FLAGS) -> cfg_lib.ExperimentConfig:
             lr_plateau_patience=fv.lr_plateau_patience, warmup_steps=fv.warmup_steps,
             decay_steps=fv.decay_steps, decay_rate=fv.decay_rate,
             early_stopping_patience=fv.early_stopping_patience,
-            early_stopping_metric=cfg_lib.StoppingMetric(fv.early_stopping_metric), clipnorm=fv.clipnorm,
+            early_stopping_metric=cfg_lib.StoppingMetric(fv.early_stopping_metric),
+            patience_min_steps=fv.patience_min_steps, clipnorm=fv.clipnorm,
             log_every_n_steps=fv.log_every_n_steps, export_dir=fv.export_dir,
             model_name=fv.model_name or fv.model, precision=cfg_lib.Precision(fv.precision),
             strategy=cfg_lib.Strategy(fv.strategy), ps_shards=fv.ps_shards, warm_start_from=fv.warm_start_from,

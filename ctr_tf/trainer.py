@@ -201,10 +201,6 @@ class Run:
             return {"steps": 0, "examples": 0, "seconds": 0.0, "examples_per_second": float("nan")}
         ps = isinstance(self.strategy, tf.distribute.experimental.ParameterServerStrategy)
         eval_split = self.cfg.data.eval_split
-        callbacks = callbacks_lib.for_training(
-            self.t, scorer=self.scorer, model_dir=self.model_dir, chief=self.chief, manager=self.manager,
-            eval_dataset=self.dataset(eval_split, False) if eval_split and self.schema.split_rows(eval_split) else None,
-            parameter_servers=ps, sparse_table_l2=bool(self.cfg.sparse_table_l2), extra=extra_callbacks)
         train_ds = self.dataset(self.cfg.data.train_split, True)
         fit_kwargs = {}
         if ps:
@@ -219,6 +215,12 @@ class Run:
             # expected kept rows' batches.
             fit_kwargs["steps_per_epoch"] = records.epoch_batches(
                 self.schema, self.cfg.data.train_split, self.t.batch_size, negative_rate=self.t.negative_downsampling)
+        callbacks = callbacks_lib.for_training(
+            self.t, scorer=self.scorer, model_dir=self.model_dir, chief=self.chief, manager=self.manager,
+            eval_dataset=self.dataset(eval_split, False) if eval_split and self.schema.split_rows(eval_split) else None,
+            parameter_servers=ps, sparse_table_l2=bool(self.cfg.sparse_table_l2), extra=extra_callbacks,
+            epoch_steps=fit_kwargs.get("steps_per_epoch") or records.epoch_batches(
+                self.schema, self.cfg.data.train_split, self.t.batch_size))
         steps_before, t0 = int(tf.keras.backend.get_value(self.optimizer.iterations)), time.perf_counter()
         try:
             self.model.fit(train_ds, epochs=self.t.epochs, initial_epoch=initial_epoch, callbacks=callbacks,

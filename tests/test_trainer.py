@@ -336,6 +336,52 @@ class _ScriptedScorer:
         return {"ne": m["logloss"] / 0.6, "ece": 0.01, "ctr_ratio": 1.0, "rows": 100, **m}
 
 
+def test_patience_min_steps_stretches_patience_on_short_epochs_only():
+    from ctr_tf.callbacks import patience_epochs
+    assert patience_epochs(3, 100, 4) == 75  # 25 epochs of 4 steps hold 100
+    assert patience_epochs(1, 100, 30) == 4
+    assert patience_epochs(3, 100, 100) == 3 and patience_epochs(3, 100, 70_000) == 3
+    assert patience_epochs(3, 0, 4) == 3 and patience_epochs(3, 100, 0) == 3 and patience_epochs(0, 100, 4) == 0
+
+
+def test_patience_min_steps_delays_the_plateau_cut_and_the_stop(tmp_path):
+    """Epochs of 2 steps under --patience_min_steps=5: each epoch of patience spans 3, so the
+    plateau patience 1 cuts after three epochs without a gain and early stopping's 2 stops after six."""
+    from ctr_tf import callbacks
+    t = cfg_lib.TrainConfig(model_dir=str(tmp_path), lr_schedule=cfg_lib.LRSchedule.PLATEAU, lr_plateau_patience=1,
+                            early_stopping_patience=2, patience_min_steps=5)
+    scorer = _ScriptedScorer([{"auc": 0.72 - 0.01 * i, "logloss": 0.5} for i in range(10)])
+    cbs = callbacks.for_training(t, scorer=scorer, eval_dataset=object(), model_dir=str(tmp_path), chief=True,
+                                 manager=None, parameter_servers=False, sparse_table_l2=False, epoch_steps=2)[:3]
+    assert (cbs[1].patience, cbs[2].patience) == (3, 6)
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer=tf.keras.optimizers.legacy.SGD(1.0), loss="mse")
+    for cb in cbs:
+        cb.set_model(model)
+        cb.on_train_begin()
+    lrs = []
+    for epoch in range(10):
+        logs = {}  # the evaluation writes val_auc into it for the two after it
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        lrs.append(float(model.optimizer.learning_rate))
+        if model.stop_training:
+            break
+    assert epoch == 6 and lrs[:3] == [1.0] * 3 and lrs[3] < 1.0
+
+
+def test_trainer_counts_patience_in_steps_of_its_epochs(data_dir, tmp_path, capsys):
+    """The trainer gives the callbacks its epoch's steps: the training split's batches."""
+    cfg = make_cfg(data_dir, tmp_path / "m", epochs=1, early_stopping_patience=2, patience_min_steps=10_000,
+                   lr_schedule=cfg_lib.LRSchedule.PLATEAU, mode=cfg_lib.Mode.TRAIN)
+    r = trainer.Run(cfg)
+    r.train()
+    steps = -(-r.schema.split_rows("train") // 256)
+    factor = -(-10_000 // steps)
+    assert (f"an epoch is {steps} steps, under --patience_min_steps=10000: the plateau cut after {factor} "
+            f"epochs without a gain, early stopping after {2 * factor}") in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("metric,best", [("auc", 1), ("logloss", 0), ("ne", 0)])
 def test_early_stopping_metric_decides_the_best_epoch_the_plateau_and_the_stop(tmp_path, metric, best):
     """Epoch 1 has the best AUC, epoch 0 the lowest logloss (and NE): best_epoch.json, the plateau
