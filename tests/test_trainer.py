@@ -344,6 +344,25 @@ def test_patience_min_steps_stretches_patience_on_short_epochs_only():
     assert patience_epochs(3, 0, 4) == 3 and patience_epochs(3, 100, 0) == 3 and patience_epochs(0, 100, 4) == 0
 
 
+def _drive_epochs(cbs, epochs: int):
+    """Runs the epoch ends of `cbs` on a toy model at SGD rate 1.0 until one stops training:
+    (the last epoch, the learning rate after each)."""
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer=tf.keras.optimizers.legacy.SGD(1.0), loss="mse")
+    for cb in cbs:
+        cb.set_model(model)
+        cb.on_train_begin()
+    lrs = []
+    for epoch in range(epochs):
+        logs = {}  # the evaluation writes val_<metric> into it for those after it
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        lrs.append(float(model.optimizer.learning_rate))
+        if model.stop_training:
+            break
+    return epoch, lrs
+
+
 def test_patience_min_steps_delays_the_plateau_cut_and_the_stop(tmp_path):
     """Epochs of 2 steps under --patience_min_steps=5: each epoch of patience spans 3, so the
     plateau patience 1 cuts after three epochs without a gain and early stopping's 2 stops after six."""
@@ -354,19 +373,7 @@ def test_patience_min_steps_delays_the_plateau_cut_and_the_stop(tmp_path):
     cbs = callbacks.for_training(t, scorer=scorer, eval_dataset=object(), model_dir=str(tmp_path), chief=True,
                                  manager=None, parameter_servers=False, sparse_table_l2=False, epoch_steps=2)[:3]
     assert (cbs[1].patience, cbs[2].patience) == (3, 6)
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
-    model.compile(optimizer=tf.keras.optimizers.legacy.SGD(1.0), loss="mse")
-    for cb in cbs:
-        cb.set_model(model)
-        cb.on_train_begin()
-    lrs = []
-    for epoch in range(10):
-        logs = {}  # the evaluation writes val_auc into it for the two after it
-        for cb in cbs:
-            cb.on_epoch_end(epoch, logs)
-        lrs.append(float(model.optimizer.learning_rate))
-        if model.stop_training:
-            break
+    epoch, lrs = _drive_epochs(cbs, 10)
     assert epoch == 6 and lrs[:3] == [1.0] * 3 and lrs[3] < 1.0
 
 
@@ -395,19 +402,7 @@ def test_early_stopping_metric_decides_the_best_epoch_the_plateau_and_the_stop(t
                                  manager=None, parameter_servers=False, sparse_table_l2=False)[:3]
     evaluation_cb, plateau, stopping = cbs
     assert (plateau.monitor, stopping.monitor) == (f"val_{metric}", f"val_{metric}")
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
-    model.compile(optimizer=tf.keras.optimizers.legacy.SGD(1.0), loss="mse")
-    for cb in cbs:
-        cb.set_model(model)
-        cb.on_train_begin()
-    lrs = []
-    for epoch in range(4):
-        logs = {}
-        for cb in cbs:
-            cb.on_epoch_end(epoch, logs)
-        lrs.append(float(model.optimizer.learning_rate))
-        if model.stop_training:
-            break
+    epoch, lrs = _drive_epochs(cbs, 4)
     stored = json.load(open(tmp_path / "best_epoch.json"))
     assert (stored["epoch"], stored["metric"]) == (best, metric)
     assert epoch == best + 2  # two epochs without a gain, then the stop
